@@ -1,0 +1,30 @@
+//! `keybound`: the device CLI. For now it reports what it can see of the board's protection.
+
+use clap::{Parser, Subcommand};
+
+mod status;
+
+/// keybound on the device: provision the sealed root, report status, enrol tokens.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Report the board's protection: how root is mounted and what protects it.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Status { json } => status::run(json),
+    }
+}

@@ -1,0 +1,11 @@
+//! What both emulators share: a locked state directory with atomic writes ([`StateDir`]), a
+//! JSON-lines control socket ([`ControlServer`]), readiness notification ([`notify_ready`]) and
+//! exit when the board goes away ([`watch_lifeline`], [`die_with_parent`]).
+
+mod control;
+mod lifecycle;
+mod state_dir;
+
+pub use control::{ControlClient, ControlError, ControlHandler, ControlServer, MAX_LINE};
+pub use lifecycle::{die_with_parent, notify_ready, watch_lifeline};
+pub use state_dir::{StateDir, StateDirError};

@@ -1,0 +1,1 @@
+//! The Board trait and the shared vocabulary of the harness.
