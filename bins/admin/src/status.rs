@@ -20,14 +20,11 @@ struct Status {
 }
 
 fn root_mount(mounts: &str) -> Option<(String, String)> {
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let (dev, dir, fstype) = (f.next()?, f.next()?, f.next()?);
-            (dir == "/" && fstype != "rootfs").then(|| (dev.to_string(), fstype.to_string()))
-        })
-        .last()
+    mounts.lines().rev().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (dev, dir, fstype) = (f.next()?, f.next()?, f.next()?);
+        (dir == "/" && fstype != "rootfs").then(|| (dev.to_string(), fstype.to_string()))
+    })
 }
 
 fn is_dm_crypt(device: &str) -> bool {

@@ -1,0 +1,126 @@
+//! Builds the guest card image: Debian arm64 packages resolved and fetched by name, unpacked
+//! without installing, our cross-built binaries and the `fixtures/guest` files added, written as a
+//! card (partition 1 FAT boot, partition 2 ext4 root) through a content-addressed cache.
+//!
+//! Stages and what each one's cache key covers:
+//! 1. **resolve** (`apt.rs`): the recipe's package names → exact versions (the manifest). Cached;
+//!    `refresh` asks the mirror again and the caller prints the manifest diff.
+//! 2. **fetch**: the `.deb` files, verified by apt against the signed index, kept in the cache.
+//! 3. **boot files** (`initramfs.rs`): kernel + initramfs, keyed by kernel package, module list
+//!    and initramfs fixtures.
+//! 4. **root** (`rootfs.rs`): the ext4 root, keyed by the manifest, root fixtures and binaries.
+//! 5. **card** (`assemble.rs`): both put together, keyed by the two above and the boot fixtures.
+//!
+//! Every cache entry carries a sha256 sidecar checked on use: a corrupted entry is rebuilt.
+
+mod apt;
+mod assemble;
+mod cache;
+mod cross;
+mod error;
+mod initramfs;
+mod kmod;
+mod manifest;
+mod progress;
+mod recipe;
+mod rootfs;
+
+pub use cross::{CrossBuild, GUEST_TARGET, is_aarch64_elf};
+pub use error::ImageError;
+pub use manifest::{ImageManifest, ManifestDiff, PackageEntry};
+pub use progress::Progress;
+pub use recipe::{Binary, Profile, Recipe};
+
+use std::path::{Path, PathBuf};
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The repository root (holds `fixtures/`).
+    pub repo: PathBuf,
+    /// The cache directory (default `target/keybound-cache`).
+    pub cache: PathBuf,
+    /// Test images carry the harness's maintenance channel; production images do not.
+    pub profile: Profile,
+    /// Ask the mirror for current versions even if a resolution is cached.
+    pub refresh: bool,
+    /// The cross-built binaries, by artifact name (see [`CrossBuild`]).
+    pub binaries: Vec<(Binary, PathBuf)>,
+}
+
+/// A built image.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    /// The raw card image in the cache (never write to it: boards use overlays).
+    pub card: PathBuf,
+    /// What is on it.
+    pub manifest: ImageManifest,
+    /// How the package set differs from the previous resolution, if it was re-resolved.
+    pub diff: Option<ManifestDiff>,
+    /// Whether the card came straight from the cache.
+    pub cached: bool,
+}
+
+impl BuildOptions {
+    /// Options for `repo` with the default cache directory and the test profile.
+    pub fn new(repo: impl Into<PathBuf>) -> Self {
+        let repo = repo.into();
+        Self {
+            cache: default_cache(&repo),
+            repo,
+            profile: Profile::Test,
+            refresh: false,
+            binaries: Vec::new(),
+        }
+    }
+}
+
+/// The default cache directory for a repository: `$KEYBOUND_CACHE` or `REPO/target/keybound-cache`.
+pub fn default_cache(repo: &Path) -> PathBuf {
+    std::env::var_os("KEYBOUND_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("target/keybound-cache"))
+}
+
+/// Where the last built image of a profile is recorded (`image-<profile>.json` in the cache), so
+/// boards and tests find the current card without rebuilding.
+pub fn current_image_record(cache: &Path, profile: Profile) -> PathBuf {
+    cache.join(format!("image-{}.json", profile.name()))
+}
+
+/// Reads the record of the last built image of `profile`.
+pub fn current_image(cache: &Path, profile: Profile) -> Result<BuiltImage, ImageError> {
+    let record = current_image_record(cache, profile);
+    let bytes = std::fs::read(&record).map_err(|_| ImageError::NoImage(record.clone()))?;
+    let manifest: ImageManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| ImageError::Corrupt(record.clone(), e.to_string()))?;
+    Ok(BuiltImage {
+        card: manifest.card.clone(),
+        manifest,
+        diff: None,
+        cached: true,
+    })
+}
+
+/// Builds (or finds in the cache) the card image.
+pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuiltImage, ImageError> {
+    let recipe = Recipe::load(&options.repo.join("fixtures/guest/recipe.toml"))?;
+    rootfs::require_root()?;
+    let cache = cache::Cache::open(&options.cache, progress)?;
+    let resolved = apt::resolve_and_fetch(&cache, &recipe, options.refresh, progress)?;
+    let boot = initramfs::build_boot_files(&cache, &options.repo, &recipe, &resolved, progress)?;
+    let root = rootfs::build_root(&cache, options, &recipe, &resolved, &boot, progress)?;
+    let (card, manifest, cached) =
+        assemble::assemble(&cache, options, &recipe, &resolved, &boot, &root, progress)?;
+    let record = current_image_record(&options.cache, options.profile);
+    cache.write_plain(
+        &record,
+        &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+    )?;
+    Ok(BuiltImage {
+        card,
+        manifest,
+        diff: resolved.diff,
+        cached,
+    })
+}

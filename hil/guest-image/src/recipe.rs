@@ -1,0 +1,154 @@
+//! The guest image recipe (`fixtures/guest/recipe.toml`), parsed strictly.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ImageError;
+
+/// Which kind of image to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// For the harness: includes the test-only maintenance channel (`fixtures/guest/test-channel`).
+    Test,
+    /// What ships: no maintenance channel.
+    Production,
+}
+
+impl Profile {
+    /// The profile's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Test => "test",
+            Profile::Production => "production",
+        }
+    }
+}
+
+/// The recipe.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Debian suite, e.g. `bookworm`.
+    pub suite: String,
+    /// apt source lines without `deb` and options: `URI SUITE COMPONENT…`.
+    pub mirrors: Vec<String>,
+    /// The kernel metapackage.
+    pub kernel_package: String,
+    /// Root filesystem packages.
+    pub packages: Vec<String>,
+    /// Kernel modules to load, by stage.
+    pub modules: Modules,
+    /// Card geometry.
+    pub card: CardSpec,
+    /// Our cross-built binaries.
+    #[serde(default)]
+    pub binaries: Vec<Binary>,
+    /// Guest accounts.
+    #[serde(default)]
+    pub users: Vec<User>,
+}
+
+/// Kernel modules by boot stage.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Modules {
+    /// Loaded by the initramfs.
+    pub initramfs: Vec<String>,
+    /// Loaded by the root filesystem's boot script.
+    pub root: Vec<String>,
+}
+
+/// Card geometry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardSpec {
+    /// Boot partition size in MiB.
+    pub boot_mib: u64,
+    /// Free space left in the root filesystem, in MiB.
+    pub root_free_mib: u64,
+}
+
+/// A cross-built binary and its place in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binary {
+    /// The file name cargo produces.
+    pub artifact: String,
+    /// The workspace package that builds it.
+    pub package: String,
+    /// Absolute destination in the guest.
+    pub dest: String,
+}
+
+/// A guest account (test images only carry public test passwords).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// User and group id.
+    pub uid: u32,
+    /// The password (test fixture, public).
+    pub password: String,
+}
+
+impl Recipe {
+    /// Reads and validates the recipe at `path`.
+    pub fn load(path: &Path) -> Result<Self, ImageError> {
+        let text = std::fs::read_to_string(path).map_err(ImageError::io("reading recipe", path))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses recipe text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ImageError> {
+        let err = |message: String| ImageError::Recipe {
+            path: path.into(),
+            message,
+        };
+        let recipe: Recipe = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        if recipe.packages.is_empty() {
+            return Err(err("`packages` is empty".into()));
+        }
+        if recipe.card.boot_mib < 64 {
+            return Err(err(format!(
+                "card.boot_mib = {} is below the 64 MiB FAT32 minimum",
+                recipe.card.boot_mib
+            )));
+        }
+        for b in &recipe.binaries {
+            if !b.dest.starts_with('/') || b.dest.contains("..") {
+                return Err(err(format!(
+                    "binary {:?}: dest {:?} must be an absolute path",
+                    b.artifact, b.dest
+                )));
+            }
+        }
+        Ok(recipe)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_recipe_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/guest/recipe.toml");
+        let recipe = Recipe::load(&path).unwrap();
+        assert!(recipe.packages.iter().any(|p| p == "openssh-server"));
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_their_line() {
+        let text = "suite = \"bookworm\"\nmirrors = []\nkernel_package = \"k\"\npackages = [\"a\"]\nbogus = 1\n";
+        let err = Recipe::parse(text, Path::new("r.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("r.toml") && err.contains("bogus") && err.contains("line 5"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! keybound-lab: the lab CLI over the harness libraries.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod image_cmd;
+
+/// The keybound lab: build guest images, boot boards, run scenarios, measure.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// The repository root (default: found from the current directory).
+    #[arg(long, global = true, env = "KEYBOUND_REPO")]
+    repo: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Guest images.
+    Image {
+        #[command(subcommand)]
+        command: image_cmd::ImageCommand,
+    },
+    /// Cross-build the guest binaries for aarch64 with Debian's Rust.
+    CrossBuild,
+}
+
+/// The repository root: `--repo`, or the nearest ancestor of the current directory holding
+/// `fixtures/guest/recipe.toml`.
+fn repo_root(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(repo) = given {
+        return Ok(repo);
+    }
+    let cwd = std::env::current_dir()?;
+    cwd.ancestors()
+        .find(|d| d.join("fixtures/guest/recipe.toml").is_file())
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow::anyhow!("not inside the keybound repository ({} has no fixtures/guest/recipe.toml above it); pass --repo", cwd.display()))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = repo_root(cli.repo).and_then(|repo| match cli.command {
+        Command::Image { command } => image_cmd::run(&repo, command),
+        Command::CrossBuild => image_cmd::cross_build(&repo).map(|_| ()),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keybound-lab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
