@@ -1,0 +1,48 @@
+//! Faults armed over the control socket, each applied once to the next `CBOR` or `MSG` response.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+/// One misbehaviour of the token, applied to the next `CBOR`/`MSG` response (one-shot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// Every payload byte after the first (the CTAP status byte) is XORed with 0x5A; a response
+    /// of one byte has that byte XORed.
+    Corrupt,
+    /// The response is padded with 0xAA bytes past the CTAPHID maximum (7609 bytes): the length
+    /// field claims more than a valid device may send and sequence numbers wrap.
+    Oversize,
+    /// No response at all, not even keepalives after the processing ends; the channel is free
+    /// again for the next request.
+    Stall,
+    /// The first report of the response is sent, then the connection is dropped (raw socket:
+    /// closed), as if the token was pulled mid-transaction.
+    Drop,
+}
+
+/// The queue of armed faults.
+#[derive(Debug, Default)]
+pub struct Faults(Mutex<VecDeque<Fault>>);
+
+impl Faults {
+    /// Arms `fault` after any already armed.
+    pub fn arm(&self, fault: Fault) {
+        self.lock().push_back(fault);
+    }
+    /// Takes the next armed fault.
+    pub fn take(&self) -> Option<Fault> {
+        self.lock().pop_front()
+    }
+    /// Disarms all faults.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+    /// The armed faults, in order.
+    pub fn pending(&self) -> Vec<Fault> {
+        self.lock().iter().copied().collect()
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Fault>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
