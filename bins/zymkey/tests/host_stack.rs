@@ -245,3 +245,20 @@ fn the_library_is_found_next_to_the_test_binary() {
 fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[test]
+fn concurrent_callers_are_serialised() {
+    let m = Module::start("board-1", "card-1");
+    let blob = m.open().unwrap().lock(b"shared", LockKey::OneWay).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..6 {
+            s.spawn(|| {
+                let zk = m.open().unwrap();
+                for _ in 0..15 {
+                    assert_eq!(zk.random_bytes(16).unwrap().len(), 16);
+                    assert_eq!(&zk.unlock(&blob, LockKey::OneWay).unwrap()[..], b"shared");
+                }
+            });
+        }
+    });
+}
