@@ -14,7 +14,7 @@ use crate::token::Token;
 
 /// One control request.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum ControlRequest {
     /// `{"cmd":"status"}`: the token's summary.
     Status,
