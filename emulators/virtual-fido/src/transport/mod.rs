@@ -6,6 +6,7 @@
 //! using [`FIDO_HID_REPORT_DESCRIPTOR`] for the interface's HID report descriptor.
 
 pub mod raw_socket;
+pub mod usb_hid;
 
 use crate::ctaphid::REPORT_LEN;
 
