@@ -543,3 +543,27 @@ fn bytes_may_arrive_one_at_a_time() {
     let cp = control_answer(&host.receive(&s.take_outgoing()), id);
     assert_eq!(cp.data.len(), 18);
 }
+
+#[test]
+fn interrupt_receiving_on_a_foreign_endpoint_is_refused() {
+    let (mut s, mut host, _) = plugged(QEMU_CAPS);
+    configure(&mut s, &mut host);
+    let (id, bytes) = host.request(&Message::StartInterruptReceiving { endpoint: 0x82 });
+    let frames = exchange(&mut s, &mut host, &bytes);
+    assert_eq!(
+        frames,
+        [Frame {
+            id,
+            message: Message::InterruptReceivingStatus {
+                status: Status::Inval,
+                endpoint: 0x82
+            }
+        }]
+    );
+    assert!(!s.is_receiving());
+    s.send_input_report(&[5; 64]).unwrap();
+    assert!(
+        !s.has_outgoing(),
+        "still queued: the IN endpoint was not started"
+    );
+}
