@@ -262,3 +262,44 @@ fn concurrent_callers_are_serialised() {
         }
     });
 }
+
+#[test]
+fn payload_sizes_outside_the_api_limits_are_refused() {
+    let m = Module::start("board-1", "card-1");
+    let zk = m.open().unwrap();
+    assert!(matches!(
+        zk.lock(&[], LockKey::OneWay),
+        Err(Error::InvalidArgument)
+    ));
+    assert!(matches!(
+        zk.lock(&vec![1; 8193], LockKey::OneWay),
+        Err(Error::InvalidArgument)
+    ));
+    assert!(matches!(zk.random_bytes(0), Err(Error::InvalidArgument)));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Round trip through the whole stack for payload sizes across the API's range (1..=8192).
+    #[test]
+    fn lock_unlock_round_trips_through_the_stack(
+        len in 1usize..=8192, shared in proptest::prelude::any::<bool>(), seed in proptest::prelude::any::<u8>()
+    ) {
+        use std::sync::OnceLock;
+        static MODULE: OnceLock<Module> = OnceLock::new();
+        let m = MODULE.get_or_init(|| Module::start("board-p", "card-p"));
+        let zk = m.open().unwrap();
+        let key = if shared { LockKey::Shared } else { LockKey::OneWay };
+        let data: Vec<u8> = (0..len).map(|i| (i as u8) ^ seed).collect();
+        let blob = zk.lock(&data, key).unwrap();
+        proptest::prop_assert_eq!(&zk.unlock(&blob, key).unwrap()[..], &data[..]);
+        let mut bad = blob.clone();
+        bad[(seed as usize * 7919) % blob.len()] ^= 0x80;
+        proptest::prop_assert!(matches!(zk.unlock(&bad, key), Err(Error::BlobRejected(_))));
+        proptest::prop_assert!(matches!(
+            zk.unlock(&blob[..blob.len() - 1 - (seed as usize % 40)], key),
+            Err(Error::BlobRejected(_))
+        ));
+    }
+}
