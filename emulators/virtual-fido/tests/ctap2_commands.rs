@@ -494,6 +494,15 @@ fn get_assertion_with_allow_list_signs_and_counts() {
         .unwrap_err(),
         st(Status::InvalidOption)
     );
+    let rk = ga(
+        "example.org",
+        &[&id],
+        vec![(5, tmap(vec![("rk", Value::Bool(true))]))],
+    );
+    assert_eq!(
+        host.ctap(GA, Some(rk)).unwrap_err(),
+        st(Status::UnsupportedOption)
+    );
     assert_eq!(
         host.ctap(GA, Some(map(vec![(1, text("x"))]))).unwrap_err(),
         st(Status::MissingParameter)

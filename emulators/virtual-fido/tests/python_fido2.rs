@@ -1,6 +1,7 @@
 //! Acceptance with a real client: Yubico's python-fido2 (client and server, verification on)
 //! registers and authenticates against the daemon's raw socket, with PIN, UV, hmac-secret and
-//! U2F. The interpreter comes from `target/pyenv`, created by `scripts/setup`.
+//! U2F. The token waits for a touch; the client's prompt callback gives it over the control
+//! socket, so keepalives and presence run as with a person at the token. The interpreter comes from `target/pyenv`, created by `scripts/setup`.
 
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -40,7 +41,7 @@ fn python_fido2_registers_and_authenticates_with_verification_on() {
             .arg("--control")
             .arg(&control)
             .arg("--presence")
-            .arg("accept")
+            .arg("wait-for-touch")
             .stdin(Stdio::null())
             .spawn()
             .expect("starting virtual-fido"),
@@ -53,6 +54,7 @@ fn python_fido2_registers_and_authenticates_with_verification_on() {
     let output = Command::new(&python)
         .arg("acceptance.py")
         .arg(&raw)
+        .arg(&control)
         .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python"))
         .output()
         .expect("running the python acceptance script");
@@ -73,6 +75,8 @@ fn python_fido2_registers_and_authenticates_with_verification_on() {
         "hmac_secret_other_salt_differs",
         "discoverable_login",
         "u2f_register_authenticate",
+        "touched_on_prompt",
+        "status_counter",
     ] {
         assert_eq!(result["checks"][check], true, "{check}: {result}");
     }

@@ -34,7 +34,7 @@ impl Authenticator {
             return Err(Status::InvalidOption);
         }
         if req.options.rk.is_some() {
-            return Err(Status::InvalidOption);
+            return Err(Status::UnsupportedOption);
         }
         let uv = match &req.pin_uv_auth_param {
             Some(param) => {

@@ -1,11 +1,14 @@
 """Acceptance: python-fido2 (client and server, verification on) against virtual-fido.
 
-Usage: acceptance.py RAW_SOCKET
-Prints one JSON line with the results and exits 0 only when every check passed.
+Usage: acceptance.py RAW_SOCKET [CONTROL_SOCKET]
+With CONTROL_SOCKET the daemon is expected to run with `--presence wait-for-touch`: the client's
+user-interaction callback (called on KEEPALIVE UPNEEDED) touches the token over the control
+socket, as a person would. Prints one JSON line with the results and exits 0 only when every check passed.
 """
 
 import json
 import os
+import socket
 import sys
 
 from fido2.client import DefaultClientDataCollector, Fido2Client, UserInteraction
@@ -24,9 +27,36 @@ RP = PublicKeyCredentialRpEntity(id="keybound.example", name="keybound")
 ORIGIN = "https://keybound.example"
 
 
+def control(path, request):
+    """One JSON-lines request to the daemon's control socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall((json.dumps(request) + "\n").encode())
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    reply = json.loads(reply)
+    if not reply.get("ok"):
+        raise RuntimeError(f"control request {request} failed: {reply}")
+    return reply["result"]
+
+
 class PinInteraction(UserInteraction):
+    def __init__(self, control_path=None):
+        self.control_path = control_path
+        self.prompts = 0
+
     def request_pin(self, permissions, rp_id):
         return PIN
+
+    def prompt_up(self):
+        self.prompts += 1
+        if self.control_path:
+            control(self.control_path, {"cmd": "touch"})
 
 
 def check(results, name, cond, detail=""):
@@ -35,7 +65,7 @@ def check(results, name, cond, detail=""):
         print(f"FAILED: {name} {detail}", file=sys.stderr)
 
 
-def main(path):
+def main(path, control_path=None):
     results = {}
     dev = open_device(path)
 
@@ -64,10 +94,11 @@ def main(path):
 
     # WebAuthn registration with UV (PIN), resident key, hmac-secret, packed attestation.
     server = Fido2Server(RP, attestation="direct")
+    interaction = PinInteraction(control_path)
     client = Fido2Client(
         dev,
         client_data_collector=DefaultClientDataCollector(ORIGIN),
-        user_interaction=PinInteraction(),
+        user_interaction=interaction,
         extensions=[HmacSecretExtension(allow_hmac_secret=True), CredProtectExtension()],
     )
     user = PublicKeyCredentialUserEntity(id=b"user-0001", name="tech", display_name="Technician")
@@ -121,6 +152,14 @@ def main(path):
     server.authenticate_complete(state, [cred], response)
     check(results, "discoverable_login", response.raw_id == cred.credential_id)
 
+    if control_path:
+        # Every CTAP2 presence check above waited for a touch given from prompt_up.
+        check(results, "touched_on_prompt", interaction.prompts >= 5, str(interaction.prompts))
+        status = control(control_path, {"cmd": "status"})
+        check(results, "status_counter", status["counter"] == counters[-1] + 1, str(status))
+        # U2F does not block (the host polls): switch the button to accept.
+        control(control_path, {"cmd": "presence", "policy": "accept"})
+
     # CTAP1/U2F register + authenticate, verified with python-fido2's U2F checks.
     ctap1 = Ctap1(dev)
     check(results, "u2f_version", ctap1.get_version() == "U2F_V2")
@@ -139,4 +178,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(*sys.argv[1:3]))
