@@ -14,6 +14,7 @@ use crate::{CardError, CardLayout, PartitionRange, boot_fs};
 #[derive(Debug)]
 pub struct Card {
     path: PathBuf,
+    serial: String,
 }
 
 fn qemu_img(args: &[&str]) -> Result<(), CardError> {
@@ -63,19 +64,32 @@ impl Card {
             base_format,
             &path_s,
         ])?;
-        Ok(Self { path })
+        let serial = serial_for(&path);
+        Ok(Self { path, serial })
     }
 
     /// Opens an existing qcow2 card.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, CardError> {
         let path = absolute(&path.into())?;
         fs::metadata(&path).map_err(CardError::io("opening card", &path))?;
-        Ok(Self { path })
+        let serial = serial_for(&path);
+        Ok(Self { path, serial })
     }
 
     /// The card's qcow2 file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The card's serial number (an SD card's CID serial): it moves with the card; a copy made on
+    /// another card has its own.
+    pub fn serial(&self) -> &str {
+        &self.serial
+    }
+
+    /// Reports another serial, as an attacker's writable-CID card can.
+    pub fn set_serial(&mut self, serial: impl Into<String>) {
+        self.serial = serial.into();
     }
 
     /// Copies `range` of the card into the raw file `out`.
@@ -178,7 +192,8 @@ impl Card {
         let dest = absolute(&dest.into())?;
         let frozen = self.frozen_name()?;
         fs::rename(&self.path, &frozen).map_err(CardError::io("freezing card", &self.path))?;
-        let mine = Card::overlay(&frozen, "qcow2", self.path.clone())?;
+        let mut mine = Card::overlay(&frozen, "qcow2", self.path.clone())?;
+        mine.serial = std::mem::take(&mut self.serial);
         let copy = Card::overlay(&frozen, "qcow2", dest)?;
         *self = mine;
         Ok(copy)
@@ -204,8 +219,19 @@ impl Card {
     pub fn move_to(self, dest: impl Into<PathBuf>) -> Result<Card, CardError> {
         let dest = absolute(&dest.into())?;
         fs::rename(&self.path, &dest).map_err(CardError::io("moving card", &self.path))?;
-        Ok(Card { path: dest })
+        Ok(Card {
+            path: dest,
+            serial: self.serial,
+        })
     }
+}
+
+/// A card serial derived from the card file's path: stable for a card, distinct between cards.
+fn serial_for(path: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    format!("SD{:08X}", h.finish() as u32)
 }
 
 /// A scratch file next to the card, removed on drop.
@@ -312,7 +338,10 @@ mod tests {
             copy.read_boot_file("cmdline.txt").unwrap(),
             b"copy after copy"
         );
+        assert_ne!(copy.serial(), card.serial(), "a copy is another card");
+        let copy_serial = copy.serial().to_string();
         let moved = copy.move_to(tmp.path().join("moved.qcow2")).unwrap();
+        assert_eq!(moved.serial(), copy_serial, "a moved card keeps its serial");
         assert_eq!(
             moved.read_boot_file("cmdline.txt").unwrap(),
             b"copy after copy"

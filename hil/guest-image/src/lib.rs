@@ -124,3 +124,25 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuiltImage, 
         cached,
     })
 }
+
+/// Cross-builds the recipe's binaries, then builds (or finds) the image: what `keybound-lab image
+/// build` and the tests that boot boards run.
+pub fn build_all(
+    repo: &Path,
+    profile: Profile,
+    refresh: bool,
+    progress: &Progress,
+) -> Result<BuiltImage, ImageError> {
+    let recipe = Recipe::load(&repo.join("fixtures/guest/recipe.toml"))?;
+    let binaries = CrossBuild::new(repo).build(&recipe.binaries, progress)?;
+    let mut options = BuildOptions::new(repo);
+    options.profile = profile;
+    options.refresh = refresh;
+    options.binaries = binaries;
+    build(&options, progress)
+}
+
+/// The test-only key of the harness's maintenance channel (`fixtures/test-keys`).
+pub fn maintenance_key(repo: &Path) -> PathBuf {
+    repo.join("fixtures/test-keys/harness_ed25519")
+}

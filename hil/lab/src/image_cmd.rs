@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Subcommand;
-use guest_image::{BuildOptions, BuiltImage, CrossBuild, Profile, Progress, Recipe};
+use guest_image::{BuiltImage, CrossBuild, Profile, Progress, Recipe};
 
 /// Image subcommands.
 #[derive(Subcommand)]
@@ -43,12 +43,7 @@ pub(crate) fn build_image(
     refresh: bool,
 ) -> anyhow::Result<BuiltImage> {
     let started = Instant::now();
-    let binaries = cross_build(repo)?;
-    let mut options = BuildOptions::new(repo);
-    options.profile = profile;
-    options.refresh = refresh;
-    options.binaries = binaries;
-    let image = guest_image::build(&options, &Progress::stderr())?;
+    let image = guest_image::build_all(repo, profile, refresh, &Progress::stderr())?;
     if let Some(diff) = &image.diff {
         eprintln!("package changes since the last resolution:\n{diff}");
     }

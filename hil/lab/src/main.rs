@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod boot_cmd;
 mod image_cmd;
 
 /// The keybound lab: build guest images, boot boards, run scenarios, measure.
@@ -27,6 +28,23 @@ enum Command {
     },
     /// Cross-build the guest binaries for aarch64 with Debian's Rust.
     CrossBuild,
+    /// Build the image, boot one board to sshd, show what the guest reports, power it off.
+    Boot,
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// QEMU start → first init line → sshd ready, median of several boots.
+    Boot {
+        /// How many boots.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 /// The repository root: `--repo`, or the nearest ancestor of the current directory holding
@@ -47,6 +65,10 @@ fn main() -> ExitCode {
     let result = repo_root(cli.repo).and_then(|repo| match cli.command {
         Command::Image { command } => image_cmd::run(&repo, command),
         Command::CrossBuild => image_cmd::cross_build(&repo).map(|_| ()),
+        Command::Boot => boot_cmd::boot(&repo),
+        Command::Bench {
+            what: BenchCommand::Boot { runs },
+        } => boot_cmd::bench_boot(&repo, runs.max(1)),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,12 @@
+//! One [`board::Board`] = one `qemu-system-aarch64` process plus QMP, booted from a card the way
+//! the Raspberry Pi firmware boots it.
+
+mod args;
+mod firmware;
+mod process;
+mod qemu_board;
+mod qmp;
+
+pub use args::MachineArgs;
+pub use firmware::{BootPlan, BootVerifier, FirmwareError, UnsignedFirmware};
+pub use qemu_board::{QemuBoard, QemuBoardConfig};

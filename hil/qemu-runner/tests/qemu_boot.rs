@@ -1,0 +1,198 @@
+//! Boards booting the real guest image under QEMU (the `qemu` test group: two at a time).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use board::Board;
+use board::ssh::{Login, login};
+use card::Card;
+use guest_image::{BuiltImage, Profile, Progress};
+use qemu_runner::{QemuBoard, QemuBoardConfig};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn image() -> BuiltImage {
+    guest_image::build_all(&repo(), Profile::Test, false, &Progress::hidden())
+        .expect("building the guest image")
+}
+
+/// A powered-off board with a fresh card (an overlay over the image) in a temporary directory.
+fn board(image: &BuiltImage, name: &str, dir: &Path) -> QemuBoard {
+    let mut config = QemuBoardConfig::new(name, dir.join(name), image.manifest.host_key.clone());
+    config.maintenance_key = Some(guest_image::maintenance_key(&repo()));
+    let mut board = QemuBoard::new(config).unwrap();
+    let card = Card::overlay(&image.card, "raw", dir.join(format!("{name}-card.qcow2"))).unwrap();
+    board.insert_card(card).unwrap();
+    board
+}
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+#[test]
+fn qemu_board_boots_to_sshd_and_the_test_channel_reports_aarch64() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let mut board = board(&image, "alpha", dir.path());
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap();
+    assert_eq!(
+        board.maintenance_exec("uname -m").unwrap().trim(),
+        "aarch64"
+    );
+    // The card's serial reaches the guest as the block device's serial.
+    let serial = board.card().unwrap().serial().to_string();
+    assert_eq!(
+        board
+            .maintenance_exec("cat /sys/block/vda/serial")
+            .unwrap()
+            .trim(),
+        serial
+    );
+    board.power_off().unwrap();
+    assert!(!board.is_powered());
+    assert!(
+        board
+            .console()
+            .lines()
+            .iter()
+            .any(|l| l.text.contains("keybound-guest: halted")),
+        "clean shutdown ran"
+    );
+}
+
+#[test]
+fn qemu_edited_cmdline_txt_reaches_the_guest_kernel() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let mut board = board(&image, "beta", dir.path());
+    let card = board.card().unwrap();
+    let original = String::from_utf8(card.read_boot_file("cmdline.txt").unwrap()).unwrap();
+    let marker = format!("keybound.edited={}", std::process::id());
+    card.write_boot_file(
+        "cmdline.txt",
+        format!("{} {marker}\n", original.trim()).as_bytes(),
+    )
+    .unwrap();
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap();
+    let cmdline = board.maintenance_exec("cat /proc/cmdline").unwrap();
+    assert!(cmdline.contains(&marker), "guest saw {cmdline:?}");
+    board.power_cut().unwrap();
+}
+
+#[test]
+fn qemu_ssh_driver_logs_in_with_keyboard_interactive_and_records_prompts() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let mut board = board(&image, "gamma", dir.path());
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap();
+    let endpoint = board.ssh().unwrap();
+    let timeout = Duration::from_secs(60);
+    let right = login(
+        &endpoint,
+        &Login {
+            user: "tech",
+            answers: &["keybound-test"],
+            command: "id -un",
+            timeout,
+        },
+        &dir.path().join("ssh-right"),
+    )
+    .unwrap();
+    assert!(right.granted, "{right:?}");
+    assert_eq!(right.stdout.trim(), "tech");
+    assert_eq!(right.prompts, vec!["(tech@127.0.0.1) Password: "]);
+    assert!(
+        right.verbose.contains("keyboard-interactive"),
+        "the -vvv exchange is recorded"
+    );
+    let wrong = login(
+        &endpoint,
+        &Login {
+            user: "tech",
+            answers: &["wrong"],
+            command: "id -un",
+            timeout,
+        },
+        &dir.path().join("ssh-wrong"),
+    )
+    .unwrap();
+    assert!(!wrong.granted);
+    assert_eq!(wrong.exit_code, Some(255));
+    assert!(
+        wrong.verbose.contains("Permission denied"),
+        "{}",
+        wrong.verbose
+    );
+    board.power_cut().unwrap();
+}
+
+/// Run by `qemu_no_qemu_outlives_a_killed_owner` in a child process: boots a board, prints the
+/// QEMU pid, then waits to be killed.
+#[test]
+#[ignore = "helper process of qemu_no_qemu_outlives_a_killed_owner, not a test of its own"]
+fn qemu_owner_helper_process() {
+    let image = image();
+    let dir = PathBuf::from(std::env::var_os("KEYBOUND_OWNER_HELPER").unwrap());
+    let mut board = board(&image, "owner", &dir);
+    board.power_on().unwrap();
+    let pid = board.qemu_pid().unwrap().to_string();
+    std::fs::write(dir.join("qemu.pid.tmp"), pid).unwrap();
+    std::fs::rename(dir.join("qemu.pid.tmp"), dir.join("qemu.pid")).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn qemu_no_qemu_outlives_a_killed_owner() {
+    let _ = image();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "qemu_owner_helper_process",
+            "--ignored",
+            "--test-threads",
+            "1",
+        ])
+        .env("KEYBOUND_OWNER_HELPER", dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = dir.path().join("qemu.pid");
+    let pid: i32 = (0..1200)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::read_to_string(&pid_file).ok()
+        })
+        .expect("the helper reported a QEMU pid within 60 s")
+        .parse()
+        .unwrap();
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "QEMU is running"
+    );
+    child.kill().unwrap(); // SIGKILL: no destructor runs in the owner
+    child.wait().unwrap();
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    assert!(gone, "QEMU pid {pid} outlived its killed owner");
+}
