@@ -726,6 +726,13 @@ pub struct FrameDecoder {
     lost: bool,
 }
 
+impl Drop for FrameDecoder {
+    fn drop(&mut self) {
+        // Lock requests carry plaintext: wipe the whole buffer, spare capacity included.
+        zeroize::Zeroize::zeroize(&mut self.buf);
+    }
+}
+
 impl FrameDecoder {
     /// A decoder in sync.
     pub fn new() -> Self {

@@ -399,7 +399,10 @@ impl Emulator {
     /// Opens the module whose state lives in `dir`, creating a factory-fresh one if empty.
     pub fn open(dir: StateDir) -> Result<Self, StateError> {
         let p = match dir.read(STATE_FILE)? {
-            Some(bytes) => Persisted::from_json(&bytes).map_err(StateError::Invalid)?,
+            Some(bytes) => {
+                let bytes = Zeroizing::new(bytes);
+                Persisted::from_json(&bytes).map_err(StateError::Invalid)?
+            }
             None => Persisted::fresh(),
         };
         let dev = Device::new(Some(dir), p);

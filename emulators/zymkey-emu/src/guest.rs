@@ -92,7 +92,7 @@ impl<'a> Session<'a> {
     }
 
     fn serve(mut self) {
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = zeroize::Zeroizing::new(vec![0u8; 16 * 1024]);
         loop {
             let n = match self.stream.read(&mut buf) {
                 Ok(0) => return,
