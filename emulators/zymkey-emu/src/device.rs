@@ -124,9 +124,11 @@ impl Device {
         self.save()
     }
 
-    /// The fingerprint the host software measures now (a spoof fault wins).
+    /// The fingerprint the host software measures now: none off a board; on one, a spoof
+    /// fault's forged ids win over the true ones.
     pub(crate) fn measured(&self) -> Option<Fingerprint> {
-        let host = self.faults.spoof.as_ref().or(self.attached.as_ref())?;
+        let real = self.attached.as_ref()?;
+        let host = self.faults.spoof.as_ref().unwrap_or(real);
         Some(Fingerprint::measure(host, &self.p.serial))
     }
 
@@ -229,7 +231,7 @@ impl Device {
 
     /// Executes one operation that does not wait (waits are in [`Emulator::execute`]).
     fn run(&mut self, op: Op) -> Result<Reply, i32> {
-        if self.attached.is_none() && self.faults.spoof.is_none() {
+        if self.attached.is_none() {
             return Err(ZK_ERR_NOT_ATTACHED);
         }
         match op {
@@ -471,7 +473,7 @@ impl Emulator {
         let timeout = Duration::from_millis(timeout_ms.into()).min(MAX_WAIT);
         let deadline = Instant::now() + timeout;
         let mut dev = self.device();
-        if dev.attached.is_none() && dev.faults.spoof.is_none() {
+        if dev.attached.is_none() {
             return Err(ZK_ERR_NOT_ATTACHED);
         }
         loop {
