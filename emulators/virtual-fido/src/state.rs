@@ -11,23 +11,48 @@ pub const STATE_FILE: &str = "token.json";
 /// PIN retries after a reset or a correct PIN.
 pub const MAX_PIN_RETRIES: u8 = 8;
 
-/// Hex (de)serialisation of secret bytes, zeroised on drop.
-mod secret_hex {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use zeroize::Zeroizing;
+/// Secret bytes (private keys, hmac-secret keys): zeroised on drop, redacted in `Debug`,
+/// hex in the state file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
 
-    pub(super) fn serialize<S: Serializer>(
-        v: &Zeroizing<Vec<u8>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&Zeroizing::new(hex::encode(&v[..])))
+impl SecretBytes {
+    /// Wraps secret bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
     }
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Zeroizing<Vec<u8>>, D::Error> {
+}
+
+impl From<Zeroizing<Vec<u8>>> for SecretBytes {
+    fn from(bytes: Zeroizing<Vec<u8>>) -> Self {
+        Self(bytes)
+    }
+}
+
+impl std::ops::Deref for SecretBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBytes({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for SecretBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&Zeroizing::new(hex::encode(&self.0[..])))
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = Zeroizing::new(String::deserialize(d)?);
         hex::decode(&*s)
-            .map(Zeroizing::new)
+            .map(Self::new)
             .map_err(serde::de::Error::custom)
     }
 }
@@ -36,11 +61,9 @@ mod secret_hex {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CredRandom {
     /// Used when the assertion has user verification.
-    #[serde(with = "secret_hex")]
-    pub with_uv: Zeroizing<Vec<u8>>,
+    pub with_uv: SecretBytes,
     /// Used without user verification.
-    #[serde(with = "secret_hex")]
-    pub without_uv: Zeroizing<Vec<u8>>,
+    pub without_uv: SecretBytes,
 }
 
 /// One credential (CTAP2 or U2F).
@@ -66,8 +89,7 @@ pub struct StoredCredential {
     /// COSE algorithm (-7 ES256, -8 EdDSA).
     pub alg: i64,
     /// The private key's secret bytes.
-    #[serde(with = "secret_hex")]
-    pub private_key: Zeroizing<Vec<u8>>,
+    pub private_key: SecretBytes,
     /// Discoverable (resident) credential.
     pub discoverable: bool,
     /// credProtect level, 1..=3.
@@ -231,7 +253,7 @@ mod tests {
             user_name: Some("u".into()),
             user_display_name: None,
             alg: -7,
-            private_key: Zeroizing::new(vec![6; 32]),
+            private_key: SecretBytes::new(vec![6; 32]),
             discoverable: true,
             cred_protect: 2,
             cred_random: None,
@@ -240,6 +262,10 @@ mod tests {
         });
         let json = s.to_json();
         let back = TokenState::from_json(&json).unwrap();
+        assert!(
+            !format!("{back:?}").contains("6, 6, 6"),
+            "no key bytes in Debug"
+        );
         assert_eq!(back.to_json(), json);
         let other = String::from_utf8(json.to_vec())
             .unwrap()

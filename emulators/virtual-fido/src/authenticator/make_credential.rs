@@ -2,7 +2,6 @@
 
 use ciborium::Value;
 use p256::ecdsa::signature::Signer as _;
-use zeroize::Zeroizing;
 
 use super::{
     AttestationMode, Authenticator, MAX_CREDENTIALS, PERMISSION_MC, rp_id_hash, user_presence,
@@ -14,7 +13,7 @@ use crate::ctap2::cbor::text_map;
 use crate::ctap2::response::{self, AttestedCredential, AuthenticatorData};
 use crate::ctap2::{MakeCredentialRequest, Status};
 use crate::presence::{Interaction, Presence};
-use crate::state::{CredRandom, StoredCredential};
+use crate::state::{CredRandom, SecretBytes, StoredCredential};
 
 impl Authenticator {
     pub(super) fn make_credential(
@@ -77,8 +76,8 @@ impl Authenticator {
         let id = random::<32>().to_vec();
         let cred_protect = req.cred_protect.filter(|l| (1..=3).contains(l));
         let cred_random = req.hmac_secret.then(|| CredRandom {
-            with_uv: Zeroizing::new(random::<32>().to_vec()),
-            without_uv: Zeroizing::new(random::<32>().to_vec()),
+            with_uv: SecretBytes::new(random::<32>().to_vec()),
+            without_uv: SecretBytes::new(random::<32>().to_vec()),
         });
         let created = self.state.next_created;
         self.state.next_created += 1;
@@ -95,7 +94,7 @@ impl Authenticator {
             user_name: req.user_name.clone(),
             user_display_name: req.user_display_name.clone(),
             alg: alg.cose(),
-            private_key: key.to_bytes(),
+            private_key: key.to_bytes().into(),
             discoverable,
             cred_protect: cred_protect.map_or(1, |l| l as u8),
             cred_random,

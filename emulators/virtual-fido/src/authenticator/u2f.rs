@@ -115,7 +115,7 @@ impl Authenticator {
             user_name: None,
             user_display_name: None,
             alg: Algorithm::Es256.cose(),
-            private_key: key.to_bytes(),
+            private_key: key.to_bytes().into(),
             discoverable: false,
             cred_protect: 1,
             cred_random: None,
