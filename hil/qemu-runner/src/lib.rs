@@ -2,11 +2,13 @@
 //! the Raspberry Pi firmware boots it.
 
 mod args;
+mod emulators;
 mod firmware;
 mod process;
 mod qemu_board;
 mod qmp;
 
 pub use args::MachineArgs;
+pub use emulators::{ZymkeyModule, host_tool};
 pub use firmware::{BootPlan, BootVerifier, FirmwareError, UnsignedFirmware};
 pub use qemu_board::{QemuBoard, QemuBoardConfig};

@@ -1,0 +1,117 @@
+//! A board's emulated hardware outside QEMU: the Zymkey daemon on its GPIO header. Each emulator
+//! is its own process (as swtpm is), started with a readiness pipe and a lifeline, so it dies with
+//! the board and can be killed on its own (a crashed or pulled module).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use daemon_kit::{ControlClient, Daemon};
+use serde_json::{Value, json};
+
+use board::BoardError;
+
+/// Finds a host-built harness binary (`zymkey-emu`, `virtual-fido`): `$KEYBOUND_<NAME>` (upper
+/// case, `-` → `_`), else next to the running executable or one level up (cargo's `deps/`).
+pub fn host_tool(name: &str) -> Result<PathBuf, BoardError> {
+    let var = format!("KEYBOUND_{}", name.to_uppercase().replace('-', "_"));
+    if let Some(path) = std::env::var_os(&var) {
+        return Ok(PathBuf::from(path));
+    }
+    let exe =
+        std::env::current_exe().map_err(BoardError::io("locating the running executable", "."))?;
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| BoardError::Emulator {
+            what: format!("{name} not found"),
+            detail: format!("build it (cargo build -p {name}) or set {var}"),
+        })
+}
+
+/// A Zymkey emulator daemon serving one module.
+#[derive(Debug)]
+pub struct ZymkeyModule {
+    daemon: Daemon,
+    control: PathBuf,
+    guest: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl ZymkeyModule {
+    /// Starts a module whose state lives in `state_dir` (a new module if empty), with sockets in
+    /// `socket_dir` (keep it short: unix socket paths are limited to 108 bytes).
+    pub fn start(state_dir: &Path, socket_dir: &Path) -> Result<Self, BoardError> {
+        Self::start_program(&host_tool("zymkey-emu")?, state_dir, socket_dir)
+    }
+
+    /// Like [`ZymkeyModule::start`] with an explicit `zymkey-emu` binary.
+    pub fn start_program(
+        program: &Path,
+        state_dir: &Path,
+        socket_dir: &Path,
+    ) -> Result<Self, BoardError> {
+        std::fs::create_dir_all(socket_dir).map_err(BoardError::io("creating", socket_dir))?;
+        let control = socket_dir.join("zk-control");
+        let guest = socket_dir.join("zk-guest");
+        let mut command = Command::new(program);
+        command
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--control")
+            .arg(&control)
+            .arg("--guest-socket")
+            .arg(&guest);
+        let log = state_dir.with_extension("log");
+        let daemon = Daemon::spawn(command, &log, Duration::from_secs(20)).map_err(|e| {
+            BoardError::Emulator {
+                what: "starting the Zymkey emulator".into(),
+                detail: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            daemon,
+            control,
+            guest,
+            state_dir: state_dir.to_path_buf(),
+        })
+    }
+
+    /// The socket QEMU's virtio-serial port connects to.
+    pub fn guest_socket(&self) -> &Path {
+        &self.guest
+    }
+
+    /// The module's state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Sends one control request (see the zymkey-emu README) and returns its result.
+    pub fn control(&self, request: Value) -> Result<Value, BoardError> {
+        let mut client =
+            ControlClient::connect(&self.control, Duration::from_secs(30)).map_err(|e| {
+                BoardError::Emulator {
+                    what: "Zymkey control socket".into(),
+                    detail: e.to_string(),
+                }
+            })?;
+        client.request(&request).map_err(|e| BoardError::Emulator {
+            what: format!("Zymkey control {request}"),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Seats the module on a board: the host software will measure this board and card.
+    pub fn attach(&self, board_serial: &str, card_serial: &str) -> Result<(), BoardError> {
+        self.control(json!({"cmd": "attach", "board": board_serial, "card": card_serial}))
+            .map(|_| ())
+    }
+
+    /// Kills the daemon at once (a module that stops answering).
+    pub fn kill(&mut self) {
+        self.daemon.kill();
+    }
+}
