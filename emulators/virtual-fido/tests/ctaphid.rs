@@ -212,6 +212,37 @@ fn cancel_ends_the_wait_with_keepalive_cancel() {
 }
 
 #[test]
+fn init_on_a_busy_channel_abandons_its_request() {
+    let mut host = Host::new(TokenConfig {
+        presence: PresencePolicy::WaitForTouch,
+        ..TokenConfig::default()
+    });
+    let cid = host.cid;
+    host.send(cid, CMD_CBOR, &[0x0B]);
+    assert_eq!(host.recv().1, CMD_KEEPALIVE);
+    host.send(cid, CMD_INIT, &[8; 8]);
+    loop {
+        let (rcid, cmd, data) = host.recv();
+        assert_eq!(rcid, cid);
+        if cmd == CMD_INIT {
+            assert_eq!(&data[..8], &[8; 8]);
+            break;
+        }
+        assert_eq!(cmd, CMD_KEEPALIVE);
+    }
+    // Nothing more for the abandoned request (stray keepalives at most), then the channel
+    // serves the next request.
+    while let Some((_, cmd, _)) = host.try_recv(Duration::from_millis(100)) {
+        assert_eq!(
+            cmd, CMD_KEEPALIVE,
+            "the abandoned request's response leaked"
+        );
+    }
+    host.token.presence().set_policy(PresencePolicy::Accept);
+    assert_eq!(host.call(CMD_CBOR, &[0x0B]), (CMD_CBOR, vec![0x00]));
+}
+
+#[test]
 fn faults_corrupt_oversize_stall_and_drop_the_next_response() {
     let mut host = Host::accept();
     let clean = host.call(CMD_CBOR, &get_info()).1;

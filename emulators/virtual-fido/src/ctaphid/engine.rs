@@ -64,8 +64,8 @@ const MAX_CHANNELS: usize = 256;
 
 struct Shared {
     sink: Arc<dyn ReportSink>,
-    /// The channel whose request is being processed.
-    busy: Mutex<Option<u32>>,
+    /// The request being processed.
+    busy: Mutex<Option<Busy>>,
     cancel: AtomicBool,
     keepalive_interval: Duration,
 }
@@ -80,6 +80,14 @@ impl Shared {
     fn error(&self, cid: u32, error: HidError) {
         self.send(cid, Command::Error, &[error as u8]);
     }
+}
+
+/// The channel whose request is being processed, and whether the host abandoned it (`INIT`
+/// on that channel): an abandoned request's response is never sent.
+#[derive(Debug, Clone, Copy)]
+struct Busy {
+    cid: u32,
+    abandoned: bool,
 }
 
 struct Job {
@@ -116,9 +124,12 @@ fn run_job(shared: &Shared, backend: &dyn Backend, job: Job) {
         Command::Cbor => backend.cbor(&job.payload, &io),
         _ => backend.msg(&job.payload, &io),
     };
-    let fault = backend.next_fault();
-    *shared.busy.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    match fault {
+    let finished = shared.busy.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if finished.is_some_and(|b| b.abandoned) {
+        tracing::debug!(cid = job.cid, "response to an abandoned request dropped");
+        return;
+    }
+    match backend.next_fault() {
         None => shared.send(job.cid, job.cmd, &response),
         Some(Fault::Stall) => tracing::info!(cid = job.cid, "fault: stalled, no response"),
         Some(Fault::Corrupt) => {
@@ -241,7 +252,11 @@ impl CtapHid {
     }
 
     fn busy_cid(&self) -> Option<u32> {
-        *self.shared.busy.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|b| b.cid)
     }
 
     fn allocated(&self, cid: u32) -> bool {
@@ -325,7 +340,9 @@ impl CtapHid {
             {
                 self.assembling = None;
             }
-            if self.busy_cid() == Some(cid) {
+            let mut busy = self.shared.busy.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(b) = busy.as_mut().filter(|b| b.cid == cid) {
+                b.abandoned = true;
                 self.shared.cancel.store(true, Ordering::SeqCst);
             }
             cid
@@ -365,7 +382,10 @@ impl CtapHid {
                 if payload.is_empty() {
                     return self.shared.error(cid, HidError::InvalidLen);
                 }
-                *self.shared.busy.lock().unwrap_or_else(|e| e.into_inner()) = Some(cid);
+                *self.shared.busy.lock().unwrap_or_else(|e| e.into_inner()) = Some(Busy {
+                    cid,
+                    abandoned: false,
+                });
                 self.shared.cancel.store(false, Ordering::SeqCst);
                 let job = Job {
                     cid,
