@@ -204,3 +204,45 @@ fn control_protocol_plug_presence_counter_and_clone() {
         .is_err()
     );
 }
+
+#[test]
+fn copying_the_state_file_clones_the_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let open = |dir: &str| {
+        let store = DirStore(daemon_kit::StateDir::open(tmp.path().join(dir)).unwrap());
+        Token::open(Box::new(store), TokenConfig::default()).unwrap()
+    };
+    let original = open("original");
+    let mut host = Host::with_token(original.clone());
+    let resp = host
+        .ctap(0x01, Some(MakeCred::default().to_value()))
+        .unwrap();
+    let ad = parse_auth_data(&bytes(get(&resp, 2).unwrap()));
+    let (id, key) = (ad.credential_id.unwrap(), ad.public_key.unwrap());
+    std::fs::create_dir_all(tmp.path().join("clone")).unwrap();
+    std::fs::copy(
+        tmp.path().join("original/token.json"),
+        tmp.path().join("clone/token.json"),
+    )
+    .unwrap();
+    let mut clone = Host::with_token(open("clone"));
+    let request = map(vec![
+        (1, text("example.org")),
+        (2, ciborium::Value::Bytes(CDH.to_vec())),
+        (3, ciborium::Value::Array(vec![descriptor(&id)])),
+    ]);
+    let resp = clone.ctap(0x02, Some(request)).unwrap();
+    let raw = bytes(get(&resp, 2).unwrap());
+    // The clone signs for the original's credential, verifiable with the registered key, and
+    // continues the original's counter.
+    verify(
+        &key,
+        &[raw.clone(), CDH.to_vec()].concat(),
+        &bytes(get(&resp, 3).unwrap()),
+    );
+    assert_eq!(parse_auth_data(&raw).counter, ad.counter + 1);
+    assert_eq!(
+        clone.token.export_state().aaguid,
+        original.export_state().aaguid
+    );
+}
