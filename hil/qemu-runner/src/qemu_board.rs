@@ -123,6 +123,56 @@ impl QemuBoard {
         self.last_plan.as_ref()
     }
 
+    /// Plugs a USB device whose device side speaks usb-redir on the unix socket `socket` into the
+    /// board's xHCI bus (QMP `chardev-add` + `device_add`), as `id`. QEMU connects to the socket
+    /// and keeps retrying if the device side is not listening yet.
+    pub fn plug_usb_redir(&mut self, id: &str, socket: &Path) -> Result<(), BoardError> {
+        let name = self.config.name.clone();
+        let running = self.running.as_mut().ok_or_else(|| BoardError::State {
+            board: name.clone(),
+            reason: "not powered".into(),
+        })?;
+        let qmp_err = |e: String| BoardError::Emulator {
+            what: format!("board {name}: USB plug"),
+            detail: e,
+        };
+        let chardev = format!("chr-{id}");
+        running
+            .qmp
+            .execute(
+                "chardev-add",
+                serde_json::json!({"id": chardev, "backend": {"type": "socket", "data": {
+                    "addr": {"type": "unix", "data": {"path": socket.to_string_lossy()}},
+                    "server": false, "reconnect-ms": 200}}}),
+            )
+            .map_err(qmp_err)?;
+        running
+            .qmp
+            .execute("device_add", serde_json::json!({"driver": "usb-redir", "chardev": chardev, "id": id, "bus": "xhci.0"}))
+            .map_err(qmp_err)?;
+        self.console.note(&format!("USB device {id} plugged"));
+        Ok(())
+    }
+
+    /// Unplugs the USB device `id` (QMP `device_del`; its chardev goes with it): a real USB
+    /// disconnect as the guest sees it.
+    pub fn unplug_usb(&mut self, id: &str) -> Result<(), BoardError> {
+        let name = self.config.name.clone();
+        let running = self.running.as_mut().ok_or_else(|| BoardError::State {
+            board: name.clone(),
+            reason: "not powered".into(),
+        })?;
+        running
+            .qmp
+            .execute("device_del", serde_json::json!({"id": id}))
+            .map_err(|e| BoardError::Emulator {
+                what: format!("board {name}: USB unplug"),
+                detail: e,
+            })?;
+        self.console.note(&format!("USB device {id} unplugged"));
+        Ok(())
+    }
+
     fn state_error(&self, reason: &str) -> BoardError {
         BoardError::State {
             board: self.config.name.clone(),

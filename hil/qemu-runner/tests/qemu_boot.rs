@@ -196,3 +196,28 @@ fn qemu_no_qemu_outlives_a_killed_owner() {
     });
     assert!(gone, "QEMU pid {pid} outlived its killed owner");
 }
+
+#[test]
+fn qemu_dying_early_reports_its_stderr_and_the_console() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = QemuBoardConfig::new(
+        "broken",
+        dir.path().join("broken"),
+        image.manifest.host_key.clone(),
+    );
+    config.cpu = "no-such-cpu".into();
+    let mut board = QemuBoard::new(config).unwrap();
+    board
+        .insert_card(
+            Card::overlay(&image.card, "raw", dir.path().join("broken-card.qcow2")).unwrap(),
+        )
+        .unwrap();
+    let err = board.power_on().unwrap_err().to_string();
+    assert!(
+        err.contains("QEMU stderr") && err.contains("no-such-cpu"),
+        "{err}"
+    );
+    assert!(err.contains("last console lines"), "{err}");
+    assert!(!board.is_powered());
+}
