@@ -17,7 +17,8 @@ pub enum Fault {
     /// again for the next request.
     Stall,
     /// The first report of the response is sent, then the connection is dropped (raw socket:
-    /// closed), as if the token was pulled mid-transaction.
+    /// closed; usb-redir: the token is unplugged until `plug`), as if the token was pulled
+    /// mid-transaction.
     Drop,
 }
 

@@ -13,6 +13,7 @@ use virtual_fido::presence::PresencePolicy;
 use virtual_fido::state::{DirStore, MemoryStore, Store};
 use virtual_fido::token::{Token, TokenConfig};
 use virtual_fido::transport::raw_socket::RawSocketServer;
+use virtual_fido::transport::usbredir;
 
 const AFTER_HELP: &str = "\
 TRANSPORTS
@@ -20,11 +21,13 @@ TRANSPORTS
                         exactly one 64-byte HID report (no report id, no length prefix). Each
                         connection is one HID device with its own channels; all share the token.
                         For host tests (python-fido2 adapter: tests/python/).
-  --usbredir-socket P   The device side of QEMU's usb-redir protocol (a USB HID device, usage
-                        page 0xF1D0, on the guest's xHCI bus). Accepted but NOT wired in this
-                        binary yet: the usbredir-device crate drives the library's
-                        HidReportDevice/ReportSink interface; the daemon exits with an error if
-                        this flag is given until that glue lands.
+  --usbredir-socket P   The device side of QEMU's usb-redir protocol: this daemon listens at P
+                        and QEMU's chardev connects (-chardev socket,id=ur0,path=P -device
+                        usb-redir,chardev=ur0, or QMP chardev-add with reconnect-ms, then
+                        device_add). The guest sees a full-speed USB HID device (usage page
+                        0xF1D0, 64-byte interrupt IN/OUT) and gets /dev/hidraw*. One host at a
+                        time; `unplug` is a USB disconnect, `plug` connects again.
+  Both transports may be given; they share one token (same credentials, counter, PIN).
 
 PRESENCE POLICIES (--presence, and the control command `presence`)
   accept          touch at once
@@ -40,7 +43,7 @@ CONTROL PROTOCOL (--control PATH; JSON lines, one request and one reply per line
   {\"cmd\":\"presence\",\"policy\":\"accept|deny|timeout|wait-for-touch\"}
   {\"cmd\":\"presence\",\"policy\":\"delay\",\"ms\":500}
   {\"cmd\":\"touch\"}                                  one touch, kept until consumed
-  {\"cmd\":\"plug\"} / {\"cmd\":\"unplug\"}              unplugged: raw-socket connections closed
+  {\"cmd\":\"plug\"} / {\"cmd\":\"unplug\"}              raw socket: connections closed; usb-redir: USB disconnect
   {\"cmd\":\"set-counter\",\"value\":N}                  signature counter
   {\"cmd\":\"export-state\"}                           the state file as JSON (private keys!)
   {\"cmd\":\"import-state\",\"state\":{…}}               replace the state (clone a token)
@@ -67,7 +70,7 @@ struct Args {
     /// Raw CTAPHID socket path (64-byte reports both ways).
     #[arg(long)]
     raw_socket: Option<PathBuf>,
-    /// usb-redir device-side socket (not wired in this build; see TRANSPORTS).
+    /// usb-redir device-side socket to listen on (QEMU's usb-redir chardev connects).
     #[arg(long)]
     usbredir_socket: Option<PathBuf>,
     /// Initial presence policy: accept, deny, timeout, delay:MS, wait-for-touch.
@@ -91,15 +94,8 @@ struct Args {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    if let Some(path) = &args.usbredir_socket {
-        return Err(format!(
-            "--usbredir-socket {}: the usb-redir transport is not wired into this build yet \
-             (the library exposes HidReportDevice/ReportSink for it); use --raw-socket",
-            path.display()
-        ));
-    }
-    if args.raw_socket.is_none() {
-        return Err("no transport: give --raw-socket PATH".into());
+    if args.raw_socket.is_none() && args.usbredir_socket.is_none() {
+        return Err("no transport: give --raw-socket PATH and/or --usbredir-socket PATH".into());
     }
     if let Some(fd) = args.lifeline_fd {
         daemon_kit::watch_lifeline(fd);
@@ -128,27 +124,22 @@ fn run(args: Args) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .spawn();
     }
-    let raw = args
-        .raw_socket
-        .as_ref()
-        .map(|path| {
-            RawSocketServer::bind(path, Arc::clone(&token), engine.clone())
-                .map_err(|e| format!("raw socket {}: {e}", path.display()))
-        })
-        .transpose()?;
+    if let Some(path) = &args.raw_socket {
+        RawSocketServer::bind(path, Arc::clone(&token), engine.clone())
+            .map_err(|e| format!("raw socket {}: {e}", path.display()))?
+            .spawn();
+    }
+    if let Some(path) = &args.usbredir_socket {
+        usbredir::serve(path, Arc::clone(&token), engine.clone())
+            .map_err(|e| format!("usb-redir socket {}: {e}", path.display()))?;
+    }
     if let Some(fd) = args.ready_fd {
         daemon_kit::notify_ready(fd).map_err(|e| format!("--ready-fd {fd}: {e}"))?;
     }
     tracing::info!("virtual-fido ready");
-    match raw {
-        Some(raw) => {
-            let _ = raw.spawn().join();
-        }
-        None => loop {
-            std::thread::park();
-        },
+    loop {
+        std::thread::park();
     }
-    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -42,6 +42,9 @@ pub struct TokenStatus {
     pub attestation: AttestationMode,
 }
 
+/// Called with the new state when the token is plugged or unplugged.
+type PlugListener = Box<dyn Fn(bool) + Send + Sync>;
+
 /// The shared token.
 pub struct Token {
     auth: Mutex<Authenticator>,
@@ -50,6 +53,7 @@ pub struct Token {
     plugged: AtomicBool,
     requests: AtomicU64,
     power_cycle_pending: AtomicBool,
+    plug_listeners: Mutex<Vec<PlugListener>>,
     attestation: AttestationMode,
     /// Last known persistent summary, readable while a request holds the authenticator.
     cached: Mutex<(u32, usize, usize, bool, u8, [u8; 16])>,
@@ -87,6 +91,7 @@ impl Token {
             plugged: AtomicBool::new(true),
             requests: AtomicU64::new(0),
             power_cycle_pending: AtomicBool::new(false),
+            plug_listeners: Mutex::new(Vec::new()),
             attestation: config.attestation,
             cached: Mutex::new((0, 0, 0, false, 0, [0; 16])),
         });
@@ -140,6 +145,25 @@ impl Token {
             // and the power cycle happens before the next request.
             self.power_cycle_pending.store(true, Ordering::SeqCst);
         }
+        if was != plugged {
+            for listener in self
+                .plug_listeners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
+                listener(plugged);
+            }
+        }
+    }
+
+    /// Registers `listener`, called with the new state on every plug or unplug (transports
+    /// that disconnect at the USB level, such as usb-redir, follow the token this way).
+    pub fn on_plug_change(&self, listener: impl Fn(bool) + Send + Sync + 'static) {
+        self.plug_listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(listener));
     }
 
     /// Runs `f` on the authenticator (waits for a request in progress), then refreshes the

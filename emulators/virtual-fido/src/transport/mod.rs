@@ -7,6 +7,7 @@
 
 pub mod raw_socket;
 pub mod usb_hid;
+pub mod usbredir;
 
 use crate::ctaphid::REPORT_LEN;
 
