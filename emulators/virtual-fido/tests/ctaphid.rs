@@ -294,3 +294,68 @@ fn faults_corrupt_oversize_stall_and_drop_the_next_response() {
         "then the connection is gone"
     );
 }
+
+mod random_reports {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use proptest::prelude::*;
+    use virtual_fido::ctaphid::{CtapHid, EngineConfig, Packet};
+    use virtual_fido::transport::ChannelSink;
+    use virtual_fido::{Token, TokenConfig};
+
+    fn report() -> impl Strategy<Value = [u8; 64]> {
+        (
+            prop_oneof![
+                Just(0u32),
+                Just(1),
+                Just(2),
+                Just(0xFFFF_FFFF),
+                any::<u32>()
+            ],
+            prop_oneof![
+                (0x80u8..=0xFF),
+                Just(0x86),
+                Just(0x90),
+                Just(0x81),
+                0u8..0x80
+            ],
+            any::<u16>().prop_map(|n| n % 400),
+            proptest::collection::vec(any::<u8>(), 57),
+        )
+            .prop_map(|(cid, cmd, bcnt, data)| {
+                let mut r = [0u8; 64];
+                r[..4].copy_from_slice(&cid.to_be_bytes());
+                r[4] = cmd;
+                r[5..7].copy_from_slice(&bcnt.to_be_bytes());
+                r[7..].copy_from_slice(&data);
+                if cmd == 0x90 {
+                    r[7] = 0x04; // CBOR getInfo, so some requests succeed
+                }
+                r
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn random_report_sequences_never_break_the_engine(reports in proptest::collection::vec(report(), 1..60)) {
+            let (sink, rx) = ChannelSink::new();
+            let config = EngineConfig { inline: true, ..EngineConfig::default() };
+            let mut hid = CtapHid::new(Token::in_memory(TokenConfig::default()), Arc::new(sink), config);
+            let t0 = Instant::now();
+            let mut init = [0u8; 64];
+            init[..7].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0x86, 0, 8]);
+            hid.on_out_report_at(&init, t0);
+            for (i, r) in reports.iter().enumerate() {
+                hid.on_out_report_at(r, t0 + Duration::from_millis(100 * i as u64));
+            }
+            drop(hid);
+            for out in rx.try_iter() {
+                if let Packet::Init { cmd, .. } = Packet::parse(&out) {
+                    prop_assert!(matches!(cmd, 0x01 | 0x03 | 0x04 | 0x06 | 0x08 | 0x10 | 0x3B | 0x3F), "command {cmd:#x}");
+                }
+            }
+        }
+    }
+}

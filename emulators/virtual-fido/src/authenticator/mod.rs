@@ -262,7 +262,7 @@ pub fn rp_id_hash(rp_id: &str) -> [u8; 32] {
     Sha256::digest(rp_id.as_bytes()).into()
 }
 
-/// Wraps an int-keyed map (re-exported for the submodules).
+/// An int-keyed CBOR map (keys in ascending order), for the response builders.
 fn map(entries: Vec<(i64, Value)>) -> Value {
     cbor::int_map(entries)
 }
