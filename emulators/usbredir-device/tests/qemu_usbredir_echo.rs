@@ -3,7 +3,7 @@
 //! and reads the echo back, the device is unplugged (usbredir device_disconnect) and the node
 //! disappears, plugged again and echoes again.
 //!
-//! Needs (skips loudly when `KEYBOUND_GUEST_KERNEL` is unset, fails when the rest is missing):
+//! Uses the guest image's kernel, modules and busybox (`guest_image::guest_kernel`), or these:
 //! - `KEYBOUND_GUEST_KERNEL`: an arm64 kernel `Image` (Debian's `linux-image-*-arm64`
 //!   `vmlinuz-*` is one);
 //! - `KEYBOUND_GUEST_MODULES`: a directory holding that kernel's modules anywhere below it
@@ -12,7 +12,7 @@
 //! - `KEYBOUND_GUEST_BUSYBOX`: a static arm64 busybox (Debian's `busybox-static:arm64`);
 //! - `qemu-system-aarch64` on `PATH`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -229,28 +229,34 @@ impl Drop for Guest {
 
 #[test]
 fn qemu_usbredir_echo() {
-    let Some(kernel) = std::env::var_os("KEYBOUND_GUEST_KERNEL").map(PathBuf::from) else {
-        // Straight to the process's stderr: the test harness does not capture this, so the
-        // skip shows in every run.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n*** SKIPPED qemu_usbredir_echo: KEYBOUND_GUEST_KERNEL is not set (arm64 kernel \
-             Image; see the test's header for KEYBOUND_GUEST_MODULES and KEYBOUND_GUEST_BUSYBOX) ***\n"
-        );
-        return;
+    // The kernel, modules and busybox of the guest image unless the environment names others.
+    let image_kernel = || {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        guest_image::guest_kernel(&repo).expect("unpacking the guest image's kernel and busybox")
     };
-    let modules = std::env::var_os("KEYBOUND_GUEST_MODULES")
+    let (kernel, modules, busybox) = match std::env::var_os("KEYBOUND_GUEST_KERNEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            kernel
-                .parent()
-                .and_then(Path::parent)
-                .map(|root| root.join("lib/modules"))
-                .expect("kernel path has a parent")
-        });
-    let busybox = std::env::var_os("KEYBOUND_GUEST_BUSYBOX")
-        .map(PathBuf::from)
-        .expect("KEYBOUND_GUEST_BUSYBOX must name a static arm64 busybox when KEYBOUND_GUEST_KERNEL is set");
+    {
+        Some(kernel) => {
+            let modules = std::env::var_os("KEYBOUND_GUEST_MODULES")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    kernel
+                        .parent()
+                        .and_then(Path::parent)
+                        .map(|root| root.join("lib/modules"))
+                        .expect("kernel path has a parent")
+                });
+            let busybox = std::env::var_os("KEYBOUND_GUEST_BUSYBOX")
+                .map(PathBuf::from)
+                .expect("KEYBOUND_GUEST_BUSYBOX must name a static arm64 busybox when KEYBOUND_GUEST_KERNEL is set");
+            (kernel, modules, busybox)
+        }
+        None => {
+            let k = image_kernel();
+            (k.kernel, k.modules, k.busybox)
+        }
+    };
 
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

@@ -19,6 +19,7 @@ mod cache;
 mod cross;
 mod error;
 mod initramfs;
+mod kernel_files;
 mod kmod;
 mod manifest;
 mod progress;
@@ -27,6 +28,7 @@ mod rootfs;
 
 pub use cross::{CrossBuild, GUEST_TARGET, is_aarch64_elf};
 pub use error::ImageError;
+pub use kernel_files::{GuestKernel, guest_kernel};
 pub use manifest::{ImageManifest, ManifestDiff, PackageEntry};
 pub use progress::Progress;
 pub use recipe::{Binary, Profile, Recipe};

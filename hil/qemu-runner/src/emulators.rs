@@ -1,4 +1,5 @@
-//! A board's emulated hardware outside QEMU: the Zymkey daemon on its GPIO header. Each emulator
+//! A board's emulated hardware outside QEMU: the Zymkey daemon on its GPIO header and the FIDO2
+//! token on its USB port. Each emulator
 //! is its own process (as swtpm is), started with a readiness pipe and a lifeline, so it dies with
 //! the board and can be killed on its own (a crashed or pulled module).
 
@@ -111,6 +112,88 @@ impl ZymkeyModule {
     }
 
     /// Kills the daemon at once (a module that stops answering).
+    pub fn kill(&mut self) {
+        self.daemon.kill();
+    }
+}
+
+/// A virtual FIDO2 token daemon (`virtual-fido`), reachable by QEMU's usb-redir device.
+#[derive(Debug)]
+pub struct VirtualToken {
+    daemon: Daemon,
+    control: PathBuf,
+    usbredir: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl VirtualToken {
+    /// Starts a token whose state lives in `state_dir` (a new token if empty), with sockets in
+    /// `socket_dir`, presence policy `presence` (`accept`, `deny`, `wait-for-touch`, …).
+    pub fn start(state_dir: &Path, socket_dir: &Path, presence: &str) -> Result<Self, BoardError> {
+        Self::start_program(&host_tool("virtual-fido")?, state_dir, socket_dir, presence)
+    }
+
+    /// Like [`VirtualToken::start`] with an explicit `virtual-fido` binary.
+    pub fn start_program(
+        program: &Path,
+        state_dir: &Path,
+        socket_dir: &Path,
+        presence: &str,
+    ) -> Result<Self, BoardError> {
+        std::fs::create_dir_all(socket_dir).map_err(BoardError::io("creating", socket_dir))?;
+        let control = socket_dir.join("tok-control");
+        let usbredir = socket_dir.join("tok-usb");
+        let mut command = Command::new(program);
+        command
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--control")
+            .arg(&control)
+            .arg("--usbredir-socket")
+            .arg(&usbredir)
+            .arg("--presence")
+            .arg(presence);
+        let log = state_dir.with_extension("log");
+        let daemon = Daemon::spawn(command, &log, Duration::from_secs(20)).map_err(|e| {
+            BoardError::Emulator {
+                what: "starting the virtual token".into(),
+                detail: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            daemon,
+            control,
+            usbredir,
+            state_dir: state_dir.to_path_buf(),
+        })
+    }
+
+    /// The usb-redir socket QEMU connects to when the token is plugged.
+    pub fn usbredir_socket(&self) -> &Path {
+        &self.usbredir
+    }
+
+    /// The token's state directory (copying its state file clones the token).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Sends one control request (see the virtual-fido README) and returns its result.
+    pub fn control(&self, request: Value) -> Result<Value, BoardError> {
+        let mut client =
+            ControlClient::connect(&self.control, Duration::from_secs(60)).map_err(|e| {
+                BoardError::Emulator {
+                    what: "token control socket".into(),
+                    detail: e.to_string(),
+                }
+            })?;
+        client.request(&request).map_err(|e| BoardError::Emulator {
+            what: format!("token control {request}"),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Kills the daemon at once.
     pub fn kill(&mut self) {
         self.daemon.kill();
     }

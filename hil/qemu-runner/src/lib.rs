@@ -9,6 +9,6 @@ mod qemu_board;
 mod qmp;
 
 pub use args::MachineArgs;
-pub use emulators::{ZymkeyModule, host_tool};
+pub use emulators::{VirtualToken, ZymkeyModule, host_tool};
 pub use firmware::{BootPlan, BootVerifier, FirmwareError, UnsignedFirmware};
 pub use qemu_board::{QemuBoard, QemuBoardConfig};
