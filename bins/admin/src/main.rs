@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod status;
+mod token;
 
 /// keybound on the device: provision the sealed root, report status, enrol tokens.
 #[derive(Parser)]
@@ -20,11 +21,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Enrol, list and remove FIDO2 login tokens (the authfile pam_keybound reads).
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Status { json } => status::run(json),
+        Command::Token { command } => token::run(command),
     }
 }
