@@ -17,6 +17,7 @@ mod apt;
 mod assemble;
 mod cache;
 mod cross;
+mod elfdeps;
 mod error;
 mod initramfs;
 mod kernel_files;
@@ -31,7 +32,7 @@ pub use error::ImageError;
 pub use kernel_files::{GuestKernel, guest_kernel};
 pub use manifest::{ImageManifest, ManifestDiff, PackageEntry};
 pub use progress::Progress;
-pub use recipe::{Binary, Profile, Recipe};
+pub use recipe::{Binary, InitramfsInit, Profile, Recipe, Stage};
 
 use std::path::{Path, PathBuf};
 
@@ -110,8 +111,18 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuiltImage, 
     rootfs::require_root()?;
     let cache = cache::Cache::open(&options.cache, progress)?;
     let resolved = apt::resolve_and_fetch(&cache, &recipe, options.refresh, progress)?;
-    let boot = initramfs::build_boot_files(&cache, &options.repo, &recipe, &resolved, progress)?;
-    let root = rootfs::build_root(&cache, options, &recipe, &resolved, &boot, progress)?;
+    let mut unpacked = rootfs::Unpacked::new(&cache, &resolved, progress);
+    let boot =
+        initramfs::build_boot_files(&cache, options, &recipe, &resolved, &mut unpacked, progress)?;
+    let root = rootfs::build_root(
+        &cache,
+        options,
+        &recipe,
+        &resolved,
+        &boot,
+        &mut unpacked,
+        progress,
+    )?;
     let (card, manifest, cached) =
         assemble::assemble(&cache, options, &recipe, &resolved, &boot, &root, progress)?;
     let record = current_image_record(&options.cache, options.profile);

@@ -40,6 +40,8 @@ pub struct Recipe {
     pub packages: Vec<String>,
     /// Kernel modules to load, by stage.
     pub modules: Modules,
+    /// What the initramfs runs as /init.
+    pub initramfs: InitramfsSpec,
     /// Card geometry.
     pub card: CardSpec,
     /// Our cross-built binaries.
@@ -58,6 +60,35 @@ pub struct Modules {
     pub initramfs: Vec<String>,
     /// Loaded by the root filesystem's boot script.
     pub root: Vec<String>,
+}
+
+/// The initramfs's /init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitramfsInit {
+    /// The foundation's busybox script (`fixtures/guest/initramfs/init`) with a static busybox.
+    Busybox,
+    /// keybound-init, the shell-free Rust /init, with exactly the libraries it links.
+    KeyboundInit,
+}
+
+/// The initramfs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitramfsSpec {
+    /// What runs as /init.
+    pub init: InitramfsInit,
+}
+
+/// Where a binary goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// The root filesystem.
+    #[default]
+    Root,
+    /// The initramfs (with the shared libraries it links).
+    Initramfs,
 }
 
 /// Card geometry.
@@ -80,6 +111,9 @@ pub struct Binary {
     pub package: String,
     /// Absolute destination in the guest.
     pub dest: String,
+    /// Root filesystem or initramfs.
+    #[serde(default)]
+    pub stage: Stage,
 }
 
 /// A guest account (test images only carry public test passwords).

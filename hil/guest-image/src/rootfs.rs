@@ -9,11 +9,12 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use crate::apt::Resolved;
-use crate::cache::{Cache, Key, sha256_file};
+use crate::cache::{Cache, Key, Scratch, sha256_file};
 use crate::error::run;
 use crate::initramfs::{BootFiles, kernel_package, unpack};
 use crate::kmod::ModuleIndex;
 use crate::manifest::BinaryEntry;
+use crate::recipe::Stage;
 use crate::{BuildOptions, ImageError, Profile, Progress, Recipe};
 
 /// The root filesystem image in the cache.
@@ -26,6 +27,52 @@ pub(crate) struct RootFs {
     pub(crate) binaries: Vec<BinaryEntry>,
     /// The stage's cache key.
     pub(crate) key: String,
+}
+
+/// The recipe's packages unpacked once per build, shared by the stages that need them (the
+/// initramfs takes libraries from it, the root filesystem is made from it, last).
+pub(crate) struct Unpacked<'a> {
+    cache: &'a Cache,
+    resolved: &'a Resolved,
+    progress: &'a Progress,
+    tree: Option<(Scratch, PathBuf)>,
+}
+
+impl<'a> Unpacked<'a> {
+    /// Nothing unpacked yet.
+    pub(crate) fn new(cache: &'a Cache, resolved: &'a Resolved, progress: &'a Progress) -> Self {
+        Self {
+            cache,
+            resolved,
+            progress,
+            tree: None,
+        }
+    }
+
+    /// The unpacked tree (every package but the kernel), unpacking it on first use.
+    pub(crate) fn get(&mut self) -> Result<&Path, ImageError> {
+        if self.tree.is_none() {
+            let scratch = self.cache.scratch("root")?;
+            let root = scratch.path().join("root");
+            fs::create_dir_all(&root).map_err(ImageError::io("creating", &root))?;
+            let debs: Vec<&PathBuf> = self
+                .resolved
+                .debs
+                .iter()
+                .filter(|(n, _)| !n.starts_with("linux-image-"))
+                .map(|(_, p)| p)
+                .collect();
+            unpack_all(&debs, &root, self.progress)?;
+            self.tree = Some((scratch, root));
+        }
+        Ok(&self.tree.as_ref().expect("just unpacked").1)
+    }
+
+    /// A scratch directory next to the tree.
+    fn scratch_dir(&mut self) -> Result<PathBuf, ImageError> {
+        self.get()?;
+        Ok(self.tree.as_ref().expect("unpacked").0.path().to_path_buf())
+    }
 }
 
 /// Fails unless running as root: unpacked files must be owned by root and the guest's users.
@@ -56,11 +103,12 @@ pub(crate) fn build_root(
     recipe: &Recipe,
     resolved: &Resolved,
     boot: &BootFiles,
+    unpacked: &mut Unpacked<'_>,
     progress: &Progress,
 ) -> Result<RootFs, ImageError> {
     let fixtures = options.repo.join("fixtures/guest");
     let mut binaries = Vec::new();
-    for b in &recipe.binaries {
+    for b in recipe.binaries.iter().filter(|b| b.stage == Stage::Root) {
         let path = options
             .binaries
             .iter()
@@ -115,17 +163,9 @@ pub(crate) fn build_root(
         });
     }
 
-    let scratch = cache.scratch("root")?;
-    let root = scratch.path().join("root");
-    fs::create_dir_all(&root).map_err(ImageError::io("creating", &root))?;
     let kernel_name = &kernel_package(resolved)?.name;
-    let debs: Vec<&PathBuf> = resolved
-        .debs
-        .iter()
-        .filter(|(n, _)| !n.starts_with("linux-image-"))
-        .map(|(_, p)| p)
-        .collect();
-    unpack_all(&debs, &root, progress)?;
+    let root = unpacked.get()?.to_path_buf();
+    let scratch_dir = unpacked.scratch_dir()?;
 
     let bar = progress.step("assembling root filesystem", None);
     for t in TRIM {
@@ -136,7 +176,7 @@ pub(crate) fn build_root(
     }
     add_root_modules(
         &resolved.debs[kernel_name],
-        scratch.path(),
+        &scratch_dir,
         &root,
         recipe,
         &boot.loaded,
@@ -171,7 +211,7 @@ pub(crate) fn build_root(
 
     let used = tree_size(&root)?;
     let size_kib = (used / 1024) * 13 / 10 + recipe.card.root_free_mib * 1024 + 16 * 1024;
-    let tmp = scratch.path().join("root.ext4");
+    let tmp = scratch_dir.join("root.ext4");
     run(
         Command::new("mke2fs")
             .args([

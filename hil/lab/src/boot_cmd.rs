@@ -11,7 +11,7 @@ use qemu_runner::{QemuBoard, QemuBoardConfig};
 use crate::image_cmd::build_image;
 
 const READY: &str = "keybound-guest: sshd ready";
-const FIRST_INIT_LINE: &str = "keybound-guest: initramfs start";
+const FIRST_INIT_LINE: &str = "keybound-init: start";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A run directory under `target/keybound-runs/`.

@@ -113,6 +113,16 @@ impl QemuBoard {
         &self.config
     }
 
+    /// Connects the board's Zymkey header to another module's guest socket, or leaves it empty
+    /// (`None`): a module moved between boards. The board must be off.
+    pub fn set_zymkey_socket(&mut self, socket: Option<PathBuf>) -> Result<(), BoardError> {
+        if self.is_powered() {
+            return Err(self.state_error("cannot re-seat a Zymkey while powered"));
+        }
+        self.config.zymkey_socket = socket;
+        Ok(())
+    }
+
     /// QEMU's pid while powered.
     pub fn qemu_pid(&self) -> Option<u32> {
         self.running.as_ref().map(|r| r.process.pid())

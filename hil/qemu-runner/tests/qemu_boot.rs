@@ -221,3 +221,77 @@ fn qemu_dying_early_reports_its_stderr_and_the_console() {
     assert!(err.contains("last console lines"), "{err}");
     assert!(!board.is_powered());
 }
+
+/// Types shell arithmetic on the console; a shell would print 42Z.
+fn assert_no_shell_on_console(board: &QemuBoard) {
+    let mark = board.console().mark();
+    board.console().send("echo $((6*7))Z\n").unwrap();
+    match board
+        .console()
+        .expect_after(mark, "42Z", Duration::from_secs(5))
+    {
+        Err(board::BoardError::ExpectTimeout { .. } | board::BoardError::ConsoleClosed { .. }) => {}
+        other => panic!("a shell answered on the console: {other:?}"),
+    }
+}
+
+#[test]
+fn qemu_init_overrides_on_the_cmdline_are_ignored() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let mut board = board(&image, "delta", dir.path());
+    let card = board.card().unwrap();
+    let original = String::from_utf8(card.read_boot_file("cmdline.txt").unwrap()).unwrap();
+    let edited = format!(
+        "{} init=/bin/sh break single emergency systemd.unit=rescue.target\n",
+        original.trim()
+    );
+    card.write_boot_file("cmdline.txt", edited.as_bytes())
+        .unwrap();
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap();
+    assert!(
+        board
+            .maintenance_exec("cat /proc/cmdline")
+            .unwrap()
+            .contains("init=/bin/sh"),
+        "the edit reached the kernel"
+    );
+    assert_eq!(
+        board.maintenance_exec("cat /proc/1/comm").unwrap().trim(),
+        "init",
+        "PID 1 is the real init, not a shell"
+    );
+    assert_no_shell_on_console(&board);
+    board.power_cut().unwrap();
+}
+
+#[test]
+fn qemu_rdinit_shell_on_the_cmdline_gets_no_shell() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let mut board = board(&image, "epsilon", dir.path());
+    let card = board.card().unwrap();
+    let original = String::from_utf8(card.read_boot_file("cmdline.txt").unwrap()).unwrap();
+    card.write_boot_file(
+        "cmdline.txt",
+        format!("{} rdinit=/bin/sh\n", original.trim()).as_bytes(),
+    )
+    .unwrap();
+    board.power_on().unwrap();
+    // The initramfs holds no shell, so the kernel falls back to mounting root itself; the card's
+    // drivers are modules it cannot load, and with `rootwait` it waits for a disk that never
+    // comes: no shell, no key, no login.
+    match board
+        .console()
+        .expect("sshd ready|keybound-init", Duration::from_secs(20))
+    {
+        Err(board::BoardError::ExpectTimeout { .. }) => {}
+        other => panic!("the board went on booting: {other:?}"),
+    }
+    assert_no_shell_on_console(&board);
+    board.power_cut().unwrap();
+}
