@@ -306,6 +306,11 @@ impl Authenticator {
                 return Vec::new();
             }
         };
+        self.log.debug(&format!(
+            "probing {} device(s) for {} credential(s)",
+            paths.len(),
+            creds.len()
+        ));
         let mut out = Vec::new();
         for path in paths {
             if Self::remaining(deadline).is_none() {
