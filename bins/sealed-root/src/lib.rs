@@ -1,0 +1,37 @@
+//! The sealed LUKS2 root (DESIGN.md §4): a volume whose key is bound to a Zymkey, with a
+//! vendor-only recovery slot and a volume check.
+//!
+//! - [`format_fresh`] formats an empty LUKS2 volume with the board's cipher ([`BoardProfile`]).
+//! - [`enroll`] adds the sealed-secret keyslot (32 bytes: Zymkey RNG mixed with getrandom;
+//!   minimal PBKDF) with its `keybound-zymkey` token, and the recovery keyslot (a random 256-bit
+//!   secret, production argon2id) with its `keybound-recovery` token holding the secret only
+//!   encrypted to the vendor's age recipient.
+//! - [`unseal`] unlocks the blob with the Zymkey; [`Unsealed::verify_volume`] and [`activate`]
+//!   check the sealed volume check (LUKS2 UUID + keyed digest of the volume key).
+//! - [`reseal`] binds the volume to a replacement module with the recovery secret;
+//!   [`rotate_recovery`] replaces the recovery secret.
+//!
+//! Tokens are parsed strictly ([`token`]); no policy is read from them. Secrets live in
+//! wiping types that never print their bytes.
+
+mod check;
+mod element;
+mod error;
+mod luks;
+mod ops;
+mod payload;
+mod profile;
+mod secret;
+pub mod token;
+
+pub use check::{CheckMismatch, VolumeCheck};
+pub use element::SecureElement;
+pub use error::{Error, Result};
+pub use luks::Luks2;
+pub use ops::{
+    Enrolment, FormatParams, Tokens, Unsealed, activate, decrypt_recovery, enroll, format_fresh,
+    read_tokens, recovery_ciphertext, reseal, rotate_recovery, unseal,
+};
+pub use payload::{PAYLOAD_VERSION, SealedPayload};
+pub use profile::{BoardProfile, RecoveryKdf};
+pub use secret::{RecoverySecret, SECRET_LEN, SealedSecret, VolumeKey};
