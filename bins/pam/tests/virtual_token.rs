@@ -239,3 +239,58 @@ fn presence_timeout_is_bounded_by_the_timeout_option() {
         started.elapsed()
     );
 }
+
+#[test]
+fn pin_credential_prompts_after_the_token_is_found_and_needs_the_right_pin() {
+    let lab = Lab::new();
+    lab.device()
+        .set_pin(&std::ffi::CString::new("4711").unwrap(), None)
+        .unwrap();
+    let e = lab.enroll_with("root", CoseType::Es256, false, true, Some("4711"));
+    assert!(e.credential.options.pin);
+    lab.write_authfile(&[entry("root", &e)]);
+    let (log, _) = pam_keybound::log::Logger::memory();
+    let flow = pam_keybound::Authenticator::new(lab.options(&["cue"]), lab.source(), log);
+    let mut conv = Recorder {
+        pin: Some("4711".into()),
+        ..Recorder::default()
+    };
+    assert_eq!(flow.authenticate("root", &mut conv), AuthOutcome::Success);
+    assert_eq!(
+        conv.calls,
+        vec![
+            "info:Please touch the device.".to_owned(),
+            "secret:Please enter the PIN: ".to_owned()
+        ]
+    );
+    let mut conv = Recorder {
+        pin: Some("0000".into()),
+        ..Recorder::default()
+    };
+    denied(&flow.authenticate("root", &mut conv));
+    // Without a token: no cue and no PIN prompt.
+    let (out, conv, _) = lab.run("root", &["cue"], missing_socket(lab.dir.path()));
+    denied(&out);
+    assert!(conv.calls.is_empty());
+}
+
+#[test]
+fn old_format_credential_uses_the_appid_as_relying_party() {
+    let lab = Lab::new();
+    let e = lab.enroll("root", CoseType::Es256, false);
+    let mut old = e.clone();
+    old.credential.old_format = true;
+    lab.write_authfile(&[entry("root", &old)]);
+    let text = std::fs::read_to_string(lab.authfile()).unwrap();
+    assert!(!text.contains("es256"), "old format line: {text}");
+    // appid defaults to the origin, which is what the credential was made for.
+    assert_eq!(lab.run("root", &[], lab.source()).0, AuthOutcome::Success);
+    // Another appid: the token holds no such credential.
+    denied(&lab.run("root", &["appid=pam://other"], lab.source()).0);
+    // The appid does not apply to new-format credentials.
+    lab.write_authfile(&[entry("root", &e)]);
+    assert_eq!(
+        lab.run("root", &["appid=pam://other"], lab.source()).0,
+        AuthOutcome::Success
+    );
+}

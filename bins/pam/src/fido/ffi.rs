@@ -75,6 +75,11 @@ unsafe extern "C" {
         assert: *mut fido_assert_t,
         pin: *const c_char,
     ) -> c_int;
+    pub(crate) fn fido_dev_set_pin(
+        dev: *mut fido_dev_t,
+        pin: *const c_char,
+        oldpin: *const c_char,
+    ) -> c_int;
     pub(crate) fn fido_dev_make_cred(
         dev: *mut fido_dev_t,
         cred: *mut fido_cred_t,

@@ -318,6 +318,13 @@ impl Device {
         Ok(out)
     }
 
+    /// Sets the token PIN (`old` = the current one, when changing it).
+    pub fn set_pin(&mut self, pin: &CStr, old: Option<&CStr>) -> Result<(), FidoError> {
+        let old = old.map_or(std::ptr::null(), CStr::as_ptr);
+        // SAFETY: dev is valid and open; both strings are NUL-terminated or null.
+        check(unsafe { fido_dev_set_pin(self.dev, pin.as_ptr(), old) })
+    }
+
     /// Runs makeCredential (U2F register for U2F-only devices).
     pub fn make_cred(
         &mut self,

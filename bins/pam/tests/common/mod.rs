@@ -61,25 +61,39 @@ impl Lab {
         DeviceSource::RawSockets(vec![self.socket.clone()])
     }
 
-    pub fn enroll(&self, user: &str, cose_type: CoseType, resident: bool) -> Enrolled {
+    pub fn device(&self) -> pam_keybound::fido::Device {
         let path = CString::new(self.socket.to_str().unwrap()).unwrap();
-        let mut dev = self
-            .source()
+        self.source()
             .open(&path, Some(Duration::from_secs(10)))
-            .unwrap();
+            .unwrap()
+    }
+
+    pub fn enroll(&self, user: &str, cose_type: CoseType, resident: bool) -> Enrolled {
+        self.enroll_with(user, cose_type, resident, false, None)
+    }
+
+    pub fn enroll_with(
+        &self,
+        user: &str,
+        cose_type: CoseType,
+        resident: bool,
+        pin_option: bool,
+        pin: Option<&str>,
+    ) -> Enrolled {
+        let pin = pin.map(|p| CString::new(p).unwrap());
         enroll(
-            &mut dev,
+            &mut self.device(),
             &EnrollRequest {
                 user: user.into(),
                 origin: ORIGIN.into(),
                 appid: None,
                 resident,
                 cose_type,
-                pin: false,
+                pin: pin_option,
                 verification: false,
                 no_presence: false,
             },
-            None,
+            pin.as_deref(),
         )
         .unwrap()
     }
