@@ -158,6 +158,27 @@ impl Console {
         pattern: &str,
         timeout: Duration,
     ) -> Result<(String, Mark), BoardError> {
+        self.expect_lines(from, pattern, timeout, false)
+    }
+
+    /// Like [`Console::expect_after`], but only the board's own output counts: the harness's
+    /// notes (`[harness] …`, which may quote patterns or the command line) never match.
+    pub fn expect_guest_after(
+        &self,
+        from: Mark,
+        pattern: &str,
+        timeout: Duration,
+    ) -> Result<(String, Mark), BoardError> {
+        self.expect_lines(from, pattern, timeout, true)
+    }
+
+    fn expect_lines(
+        &self,
+        from: Mark,
+        pattern: &str,
+        timeout: Duration,
+        guest_only: bool,
+    ) -> Result<(String, Mark), BoardError> {
         let re =
             Regex::new(pattern).map_err(|e| BoardError::Pattern(pattern.into(), e.to_string()))?;
         let deadline = Instant::now() + timeout;
@@ -169,6 +190,9 @@ impl Console {
                 .map(|l| l.text.as_str())
                 .chain(std::iter::once(state.partial.as_str()));
             for (index, text) in candidates.enumerate().skip(from.line) {
+                if guest_only && text.starts_with("[harness] ") {
+                    continue;
+                }
                 let start = if index == from.line {
                     from.col.min(text.len())
                 } else {
@@ -311,6 +335,24 @@ mod tests {
             transcript.contains("] keybound-guest: ready\n"),
             "{transcript}"
         );
+    }
+
+    #[test]
+    fn guest_expectations_ignore_harness_notes() {
+        let (console, mut board, _dir) = attached();
+        console.note("waiting for keybound-guest: sshd ready");
+        let mark = Mark::default();
+        assert!(
+            console
+                .expect_guest_after(mark, "sshd ready", Duration::from_millis(50))
+                .is_err(),
+            "a harness note matched a guest expectation"
+        );
+        board.write_all(b"keybound-guest: sshd ready\n").unwrap();
+        let (line, _) = console
+            .expect_guest_after(mark, "sshd ready", Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(line, "keybound-guest: sshd ready");
     }
 
     #[test]

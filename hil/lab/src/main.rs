@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand};
 
 mod boot_cmd;
 mod image_cmd;
+mod qemu_target;
+mod rig_target;
+mod scenario_cmd;
 
 /// The keybound lab: build guest images, boot boards, run scenarios, measure.
 #[derive(Parser)]
@@ -30,6 +33,25 @@ enum Command {
     CrossBuild,
     /// Build the image, boot one board to sshd, show what the guest reports, power it off.
     Boot,
+    /// Run scenarios (default: every file under scenarios/), with a table and reports.
+    Run(scenario_cmd::RunArgs),
+    /// List the scenarios with their tags and titles.
+    List {
+        /// Files or directories (default: scenarios/).
+        paths: Vec<PathBuf>,
+    },
+    /// Say what a scenario does, step by step, in words.
+    Explain {
+        /// The scenario file.
+        file: PathBuf,
+    },
+    /// Validate scenario files without running anything.
+    Check {
+        /// Files or directories (default: scenarios/).
+        paths: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of scenario files.
+    Schema,
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -66,6 +88,17 @@ fn main() -> ExitCode {
         Command::Image { command } => image_cmd::run(&repo, command),
         Command::CrossBuild => image_cmd::cross_build(&repo).map(|_| ()),
         Command::Boot => boot_cmd::boot(&repo),
+        Command::Run(args) => scenario_cmd::run(&repo, args).and_then(|ok| {
+            anyhow::ensure!(ok, "the run failed (see above)");
+            Ok(())
+        }),
+        Command::List { paths } => scenario_cmd::list(&repo, &paths),
+        Command::Explain { file } => scenario_cmd::explain(&repo, &file),
+        Command::Check { paths } => scenario_cmd::check(&repo, &paths),
+        Command::Schema => {
+            println!("{:#}", scenario::Scenario::json_schema());
+            Ok(())
+        }
         Command::Bench {
             what: BenchCommand::Boot { runs },
         } => boot_cmd::bench_boot(&repo, runs.max(1)),

@@ -1,0 +1,338 @@
+//! The boards of one running scenario, and what each step does to them.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::target::{BootOutcome, LoginFacts, ScenarioBoard, ScenarioCard, StepError, ZymkeyOp};
+use super::{Shared, lock};
+use crate::engine::result::{BoardRecord, Milestone};
+use crate::{Action, CardEdit};
+
+/// What an action reported, for its expectations.
+#[derive(Debug, Default)]
+pub(crate) struct Facts {
+    pub(crate) boot: Option<BootOutcome>,
+    pub(crate) login: Option<LoginFacts>,
+    pub(crate) stdout: Option<String>,
+    /// Labels of secrets found, and how many were searched for.
+    pub(crate) scan: Option<(Vec<String>, usize)>,
+    pub(crate) detail: Option<String>,
+}
+
+/// The boards, the shelf of cards out of any board, and logins by step id. Dropping it records
+/// every board's console and powers everything off, also when a step panicked.
+pub(crate) struct Bench {
+    pub(crate) boards: BTreeMap<String, Box<dyn ScenarioBoard>>,
+    pub(crate) created: BTreeMap<String, Duration>,
+    pub(crate) shelf: BTreeMap<String, Box<dyn ScenarioCard>>,
+    pub(crate) logins: BTreeMap<String, LoginFacts>,
+    /// Per board, where `console-expect` looks from: after the last match, or the power-on.
+    pub(crate) cursors: BTreeMap<String, board::Mark>,
+    pub(crate) shared: Arc<Mutex<Shared>>,
+}
+
+/// Console lines worth a timeline mark.
+fn is_milestone(text: &str) -> bool {
+    text.starts_with("[harness]")
+        || text.contains("keybound-")
+        || text.contains(" login: ")
+        || text.contains("Login incorrect")
+        || text.contains("Kernel panic")
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let mut records = Vec::new();
+        for (name, board) in self.boards.iter_mut() {
+            if board.is_powered() {
+                board.console().note("teardown: power cut");
+                let _ = board.power_cut();
+            }
+            let offset = self.created.get(name).copied().unwrap_or_default();
+            let lines = board.console().lines();
+            let tail = lines
+                .iter()
+                .rev()
+                .take(15)
+                .rev()
+                .map(|l| l.text.clone())
+                .collect();
+            let milestones = lines
+                .iter()
+                .filter(|l| is_milestone(&l.text))
+                .map(|l| Milestone {
+                    at: offset + l.at,
+                    text: l.text.clone(),
+                })
+                .collect();
+            records.push(BoardRecord {
+                name: name.clone(),
+                transcript: board.transcript(),
+                tail,
+                milestones,
+            });
+        }
+        lock(&self.shared).boards = records;
+        // The boards (and everything they run) go now.
+        self.boards.clear();
+    }
+}
+
+impl Bench {
+    fn board(&mut self, name: &str) -> Result<&mut Box<dyn ScenarioBoard>, StepError> {
+        self.boards
+            .get_mut(name)
+            .ok_or_else(|| StepError::Failed(format!("no board {name}")))
+    }
+
+    fn off(&mut self, name: &str, what: &str) -> Result<&mut Box<dyn ScenarioBoard>, StepError> {
+        let board = self.board(name)?;
+        if board.is_powered() {
+            return Err(StepError::Failed(format!(
+                "{name} is powered: power it off before you {what}"
+            )));
+        }
+        Ok(board)
+    }
+
+    /// Runs `f` on the card of board `name` (which must be off).
+    fn with_card<T>(
+        &mut self,
+        name: &str,
+        what: &str,
+        mut f: impl FnMut(&mut dyn ScenarioCard) -> Result<T, StepError>,
+    ) -> Result<T, StepError> {
+        let mut out = None;
+        self.off(name, what)?.with_card(&mut |card| {
+            out = Some(f(card)?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| StepError::Failed(format!("{name}: the card was not handled")))
+    }
+
+    /// Runs one action within `limit`; `aborted` says the supervisor gave up on the step.
+    pub(crate) fn exec(
+        &mut self,
+        action: &Action,
+        limit: Duration,
+        step_dir: &std::path::Path,
+        aborted: &dyn Fn() -> bool,
+    ) -> Result<Facts, StepError> {
+        let mut facts = Facts::default();
+        match action {
+            Action::Boot { board } => {
+                let b = self.board(board)?;
+                let mark = b.console().mark();
+                b.power_on()?;
+                let outcome = b.wait_boot(mark, limit)?;
+                let after = b.console().mark();
+                self.cursors.insert(board.clone(), after);
+                facts.detail = Some(format!("{outcome:?}"));
+                facts.boot = Some(outcome);
+            }
+            Action::PowerOn { board } => {
+                let b = self.board(board)?;
+                let mark = b.console().mark();
+                b.power_on()?;
+                self.cursors.insert(board.clone(), mark);
+            }
+            Action::PowerOff { board } => self.board(board)?.power_off()?,
+            Action::PowerCut { board } => self.board(board)?.power_cut()?,
+            Action::Provision { board } => self.off(board, "provision")?.provision(limit)?,
+            Action::MoveCard { from, to } => {
+                self.off(to, "insert a card")?;
+                let card = self.off(from, "pull the card")?.remove_card()?;
+                self.board(to)?.insert_card(card)?;
+            }
+            Action::CopyCard { from, to } => {
+                self.off(to, "insert a card")?;
+                let label = format!("{to}-copy-of-{from}");
+                let copy = self.with_card(from, "copy its card", |card| card.copy(&label))?;
+                facts.detail = Some(format!("copy has card id {}", copy.serial()));
+                self.board(to)?.insert_card(copy)?;
+            }
+            Action::RemoveCard { board, shelf } => {
+                let card = self.off(board, "pull the card")?.remove_card()?;
+                let name = shelf.clone().unwrap_or_else(|| board.clone());
+                if self.shelf.insert(name.clone(), card).is_some() {
+                    return Err(StepError::Failed(format!("shelf {name} was not empty")));
+                }
+            }
+            Action::InsertCard { board, shelf } => {
+                let name = shelf.as_deref().unwrap_or(board);
+                let card = self
+                    .shelf
+                    .remove(name)
+                    .ok_or_else(|| StepError::Failed(format!("no card on shelf {name}")))?;
+                self.off(board, "insert a card")?.insert_card(card)?;
+            }
+            Action::EditBootFile { board, file, edit } => {
+                let new = self.with_card(board, "edit its card", |card| {
+                    let old = String::from_utf8_lossy(&card.read_boot_file(file)?).into_owned();
+                    let new = match edit {
+                        CardEdit::Append(text) => {
+                            let (first, rest) = old.split_once('\n').unwrap_or((&old, ""));
+                            format!("{} {}\n{rest}", first.trim_end(), text.trim_start())
+                        }
+                        CardEdit::Content(text) => text.clone(),
+                        CardEdit::Replace([from, to]) => {
+                            if !old.contains(from.as_str()) {
+                                return Err(StepError::Failed(format!("{file} has no {from:?}")));
+                            }
+                            old.replace(from.as_str(), to)
+                        }
+                    };
+                    card.write_boot_file(file, new.as_bytes())?;
+                    Ok(new)
+                })?;
+                facts.detail = Some(format!("{file} now: {}", new.trim_end()));
+            }
+            Action::ScanCard { board } => {
+                let mut secrets = Vec::new();
+                for b in self.boards.values_mut() {
+                    secrets.extend(b.known_secrets());
+                }
+                let found = self.with_card(board, "scan its card", |card| card.scan(&secrets))?;
+                facts.detail = Some(format!(
+                    "searched for {} known secret(s); found {}",
+                    secrets.len(),
+                    found.len()
+                ));
+                facts.scan = Some((found, secrets.len()));
+            }
+            Action::ZymkeyCutTab { board } => {
+                facts.detail = Some(self.board(board)?.zymkey(ZymkeyOp::CutTab)?)
+            }
+            Action::ZymkeyBreach { board, channel } => {
+                facts.detail = Some(self.board(board)?.zymkey(ZymkeyOp::Breach(*channel))?)
+            }
+            Action::ZymkeyFault { board, fault } => {
+                facts.detail = Some(self.board(board)?.zymkey(ZymkeyOp::Fault(fault))?)
+            }
+            Action::ZymkeyAttach { board } => {
+                facts.detail = Some(self.board(board)?.zymkey(ZymkeyOp::Attach)?)
+            }
+            Action::ZymkeyDetach { board } => {
+                facts.detail = Some(self.board(board)?.zymkey(ZymkeyOp::Detach)?)
+            }
+            Action::ZymkeySpoof { board, like } => {
+                let other = self.board(like)?;
+                let board_id = other.board_id();
+                let card_id = other
+                    .card_serial()
+                    .ok_or_else(|| StepError::Failed(format!("{like} has no card to forge")))?;
+                facts.detail = Some(
+                    self.board(board)?
+                        .zymkey(ZymkeyOp::Spoof { board_id, card_id })?,
+                );
+            }
+            Action::ZymkeyMove { from, to } => {
+                self.off(to, "seat a module")?;
+                let module = self.off(from, "take its module")?.take_zymkey()?;
+                self.board(to)?.seat_zymkey(module)?;
+            }
+            Action::TokenPlug { .. }
+            | Action::TokenUnplug { .. }
+            | Action::TokenPresence { .. }
+            | Action::TokenClone { .. } => {
+                return Err(StepError::Unsupported(
+                    "tokens need the virtual-fido board wiring (not built yet)".into(),
+                ));
+            }
+            Action::ConsoleSend { board, text } => self.board(board)?.console().send(text)?,
+            Action::ConsoleExpect { board, pattern } => {
+                let from = self.cursors.get(board).copied();
+                let b = self.board(board)?;
+                let from = from.unwrap_or_else(|| b.console().mark());
+                let (line, after) = b.console().expect_guest_after(from, pattern, limit)?;
+                self.cursors.insert(board.clone(), after);
+                facts.detail = Some(line);
+            }
+            Action::SshLogin {
+                board,
+                user,
+                answers,
+                command,
+            } => {
+                let answers: Vec<&str> = answers.iter().map(String::as_str).collect();
+                let login = self
+                    .board(board)?
+                    .ssh_login(user, &answers, command, limit, step_dir)?;
+                facts.detail = Some(format!(
+                    "{}; prompts {:?}",
+                    if login.granted { "granted" } else { "denied" },
+                    login.prompts
+                ));
+                facts.stdout = Some(login.stdout.clone());
+                facts.login = Some(login);
+            }
+            Action::ConsoleLogin {
+                board,
+                user,
+                password,
+            } => {
+                let login = console_login(self.board(board)?.console(), user, password, limit)?;
+                facts.detail = Some(format!(
+                    "{}; prompts {:?}",
+                    if login.granted { "granted" } else { "denied" },
+                    login.prompts
+                ));
+                facts.login = Some(login);
+            }
+            Action::MaintenanceExec { board, command } => {
+                let out = self.board(board)?.maintenance_exec(command, limit)?;
+                facts.detail = Some(out.trim_end().to_string());
+                facts.stdout = Some(out);
+            }
+            Action::Wait { duration } => {
+                let end = Instant::now() + duration.0;
+                while Instant::now() < end && !aborted() {
+                    std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
+                }
+            }
+        }
+        Ok(facts)
+    }
+}
+
+/// A person at the serial console: wakes the getty, types the user and password, and watches for
+/// a shell prompt or "Login incorrect".
+fn console_login(
+    console: &board::Console,
+    user: &str,
+    password: &str,
+    limit: Duration,
+) -> Result<LoginFacts, StepError> {
+    let deadline = Instant::now() + limit;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let mut prompts = Vec::new();
+    let mark = console.mark();
+    console.send("\n")?;
+    let (_, after_login) = console.expect_guest_after(mark, "login: ?$", left())?;
+    prompts.push("login: ".to_string());
+    console.send(&format!("{user}\n"))?;
+    let (_, after_password) = console.expect_guest_after(after_login, "Password: ?$", left())?;
+    prompts.push("Password: ".to_string());
+    console.send(&format!("{password}\n"))?;
+    let (line, after) = console.expect_guest_after(
+        after_password,
+        r"Login incorrect|[$#] ?(\x1b\[6n)?$",
+        left(),
+    )?;
+    let granted = !line.contains("Login incorrect");
+    let mut stdout = String::new();
+    if granted {
+        console.send("id -un; exit\n")?;
+        if let Ok((l, _)) = console.expect_guest_after(after, &format!("^{user}$"), left()) {
+            stdout = l;
+        }
+    }
+    Ok(LoginFacts {
+        granted,
+        prompts,
+        messages: line,
+        stdout,
+        timed_out: false,
+    })
+}
