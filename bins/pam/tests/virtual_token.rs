@@ -294,3 +294,53 @@ fn old_format_credential_uses_the_appid_as_relying_party() {
         AuthOutcome::Success
     );
 }
+
+#[test]
+fn malformed_oversized_stalled_or_dropped_replies_end_cleanly() {
+    use virtual_fido::faults::Fault;
+    let lab = Lab::new();
+    let e = lab.enroll("root", CoseType::Es256, false);
+    lab.write_authfile(&[entry("root", &e)]);
+    for fault in [Fault::Corrupt, Fault::Oversize, Fault::Stall, Fault::Drop] {
+        // Arm the same fault for every CBOR/U2F reply of one login (getInfo, probe, assertion).
+        for _ in 0..4 {
+            lab.token.faults().arm(fault);
+        }
+        let started = Instant::now();
+        let (out, _, _) = lab.run("root", &["timeout=3"], lab.source());
+        // Every reply of the login was damaged: no assertion can verify.
+        denied(&out);
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "{fault:?}: not bounded by timeout=3 ({:?})",
+            started.elapsed()
+        );
+        lab.token.faults().clear();
+        // The module and the token recover: the next login works.
+        assert_eq!(
+            lab.run("root", &[], lab.source()).0,
+            AuthOutcome::Success,
+            "after {fault:?}"
+        );
+    }
+}
+
+#[test]
+fn token_pulled_while_waiting_for_the_touch_is_denied() {
+    let lab = Lab::new();
+    let e = lab.enroll("root", CoseType::Es256, false);
+    lab.write_authfile(&[entry("root", &e)]);
+    lab.token
+        .presence()
+        .set_policy(PresencePolicy::WaitForTouch);
+    let token = std::sync::Arc::clone(&lab.token);
+    let puller = std::thread::spawn(move || {
+        while !token.presence().waiting() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        token.set_plugged(false);
+    });
+    let (out, _, _) = lab.run("root", &["timeout=20"], lab.source());
+    puller.join().unwrap();
+    denied(&out);
+}
