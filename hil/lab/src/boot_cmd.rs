@@ -104,3 +104,77 @@ pub(crate) fn bench_boot(repo: &Path, runs: usize) -> anyhow::Result<()> {
     println!("  power on → sshd ready:     {:.2} s", median(ready));
     Ok(())
 }
+
+/// Builds the host emulator daemons the boards need (release, next to this binary).
+pub(crate) fn build_host_tools(repo: &Path) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(repo)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            "zymkey-emu",
+            "--package",
+            "virtual-fido",
+        ])
+        .status()?;
+    anyhow::ensure!(
+        status.success(),
+        "building the emulator daemons (zymkey-emu, virtual-fido) failed"
+    );
+    Ok(())
+}
+
+/// Registers once, then times `runs` assertions by libfido2's `fido2-assert` in the guest with
+/// the virtual token on the board's USB bus (usb-redir), process start-up included.
+pub(crate) fn bench_token(repo: &Path, runs: usize) -> anyhow::Result<()> {
+    build_host_tools(repo)?;
+    let image = build_image(repo, Profile::Test, false)?;
+    let dir = run_dir(repo, "bench-token")?;
+    let sockets = tempfile::Builder::new().prefix("kb-tok-").tempdir()?;
+    let token = qemu_runner::VirtualToken::start(&dir.join("token"), sockets.path(), "accept")?;
+    let mut board = new_board(repo, &image, "board", &dir)?;
+    board.power_on()?;
+    board.console().expect(READY, BOOT_TIMEOUT)?;
+    let plugged = Instant::now();
+    board.plug_usb_redir("token0", token.usbredir_socket())?;
+    while !board
+        .maintenance_exec("fido2-token -L")?
+        .contains("/dev/hidraw")
+    {
+        anyhow::ensure!(
+            plugged.elapsed() < Duration::from_secs(30),
+            "the token did not appear in the guest"
+        );
+    }
+    let appeared = plugged.elapsed();
+    board.maintenance_exec(BENCH_SETUP)?;
+    let t0 = Instant::now();
+    board.maintenance_exec("true")?;
+    let empty = t0.elapsed();
+    let t1 = Instant::now();
+    let out = board.maintenance_exec(&format!(". /tmp/bench.env; for i in $(seq {runs}); do fido2-assert -G -i /tmp/a.in \"$dev\" es256 > /dev/null || exit 1; done; echo done"))?;
+    let total = t1.elapsed();
+    anyhow::ensure!(out.contains("done"), "assertions failed in the guest");
+    let per = (total.saturating_sub(empty)).as_secs_f64() * 1000.0 / runs as f64;
+    println!("token bench ({runs} assertions in the guest through usb-redir):");
+    println!(
+        "  plug → listed by fido2-token -L: {:.2} s",
+        appeared.as_secs_f64()
+    );
+    println!("  fido2-assert -G round trip (process start included): {per:.1} ms");
+    board.power_cut()?;
+    Ok(())
+}
+
+const BENCH_SETUP: &str = r#"set -e
+dev=$(fido2-token -L | head -n1 | cut -d: -f1)
+echo "dev=$dev" > /tmp/bench.env
+rand() { head -c "$1" /dev/urandom | base64 | tr -d '\n'; }
+printf '%s\n%s\n%s\n%s\n' "$(rand 32)" keybound.bench tech "$(rand 16)" > /tmp/c.in
+fido2-cred -M -i /tmp/c.in -o /tmp/c.out "$dev" es256
+fido2-cred -V -i /tmp/c.out -o /tmp/c.ver es256
+printf '%s\n%s\n%s\n' "$(rand 32)" keybound.bench "$(sed -n 1p /tmp/c.ver)" > /tmp/a.in
+"#;

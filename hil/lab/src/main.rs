@@ -67,6 +67,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// FIDO2 assertions in the guest through the virtual token on the USB bus.
+    Token {
+        /// How many assertions.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
 }
 
 /// The repository root: `--repo`, or the nearest ancestor of the current directory holding
@@ -102,6 +108,9 @@ fn main() -> ExitCode {
         Command::Bench {
             what: BenchCommand::Boot { runs },
         } => boot_cmd::bench_boot(&repo, runs.max(1)),
+        Command::Bench {
+            what: BenchCommand::Token { runs },
+        } => boot_cmd::bench_token(&repo, runs.max(1)),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
