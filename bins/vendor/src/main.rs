@@ -1,0 +1,66 @@
+//! `keybound-vendor`: the vendor's desk tool. Never installed on devices: it holds the vendor's
+//! age identity, which decrypts any card's recovery secret.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod header;
+mod identity;
+mod recovery;
+
+/// The vendor's desk tool for keybound sealed cards (never install it on a device).
+///
+/// A sealed card's recovery secret is stored on the card only encrypted to the vendor's age
+/// key. With the matching identity this tool decrypts it offline, so a technician can open a
+/// pulled card on a bench or re-seal a card to a replacement Zymkey (`keybound reseal` on the
+/// device reads the secret from stdin).
+#[derive(Parser)]
+#[command(name = "keybound-vendor", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the vendor's age identity (X25519) and print its public recipient.
+    ///
+    /// The identity file is written with mode 0600 and never overwritten. Keep it offline; give
+    /// the printed `age1…` recipient to `keybound provision --vendor-key`.
+    Keygen {
+        /// Where to write the identity file.
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Decrypt a sealed card's recovery secret and print it in typable form.
+    ///
+    /// Reads only the LUKS2 header: from partition 2 of a raw card image or card device (found
+    /// through the MBR), or from a plain LUKS2 device or image. Checks that the secret opens the
+    /// recovery keyslot, then prints it on stdout as 16 groups of 4 hex digits. Nothing is
+    /// written to disk except a temporary copy of the (encrypted) header, removed on exit.
+    RecoverySecret {
+        /// Raw card image, card device (e.g. /dev/sdb), or a LUKS2 volume.
+        #[arg(long, value_name = "IMG|DEV")]
+        card: PathBuf,
+        /// The vendor's age identity file (from `keygen`).
+        #[arg(long, value_name = "AGE-IDENTITY-FILE")]
+        identity: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen { output } => identity::keygen(&output),
+        Command::RecoverySecret { card, identity } => recovery::run(&card, &identity),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keybound-vendor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
