@@ -181,8 +181,10 @@ impl Authenticator {
                 Err("authfile path cannot be built for this user".into())
             };
         };
+        // A per-user file may be owned by its user; a shared one only by root (a user owning
+        // the shared file could enrol a token for someone else).
         let mut owners = vec![0];
-        if let Some(i) = &info {
+        if per_user && let Some(i) = &info {
             owners.push(i.uid);
         }
         match safe_file::read_text(&path, &owners, MAX_AUTHFILE) {

@@ -95,6 +95,13 @@ fn unsafe_authfile_never_skips_even_with_nouserok() {
         logs.iter()
             .any(|(l, m)| *l == Level::Error && m.contains("writable"))
     );
+    // A shared authfile owned by a user (even a user with no credentials in it) is refused.
+    std::fs::set_permissions(lab.authfile(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(lab.authfile(), Some(65534), None).unwrap();
+    let (out, _, _) = lab.run("root", &["nouserok"], lab.source());
+    assert!(denied(&out).contains("owned by uid 65534"), "{out:?}");
+    std::os::unix::fs::chown(lab.authfile(), Some(0), None).unwrap();
+    assert_eq!(lab.run("root", &[], lab.source()).0, AuthOutcome::Success);
     // A missing shared authfile is a failure too.
     std::fs::remove_file(lab.authfile()).unwrap();
     let (out, _, _) = lab.run("root", &["nouserok"], lab.source());
