@@ -142,4 +142,18 @@ mod tests {
         }
         assert!("aes".parse::<BoardProfile>().is_err());
     }
+
+    #[test]
+    fn the_recovery_slot_always_gets_argon2id_and_the_sealed_slot_minimal_pbkdf2() {
+        for cost in [RecoveryKdf::Production, RecoveryKdf::ReducedForTests] {
+            let p = recovery_pbkdf(cost).unwrap();
+            assert!(matches!(p.type_, CryptKdf::Argon2Id), "{cost:?}");
+        }
+        let prod = recovery_pbkdf(RecoveryKdf::Production).unwrap();
+        assert!(prod.max_memory_kb >= 1 << 20, "{}", prod.max_memory_kb);
+        assert!(!prod.flags.contains(CryptPbkdf::NO_BENCHMARK));
+        let sealed = minimal_pbkdf();
+        assert!(matches!(sealed.type_, CryptKdf::Pbkdf2));
+        assert_eq!(sealed.iterations, 1000);
+    }
 }
