@@ -144,41 +144,19 @@ pub(crate) fn check(scenario: &Scenario, text: &str) -> Vec<Problem> {
 }
 
 fn applicable_help(kind: ExpectKind) -> String {
-    let steps: Vec<&str> = ActionKind::ALL
-        .iter()
-        .filter(|k| applies(kind, &sample(**k)))
-        .map(|k| k.name())
-        .collect();
-    format!("`{kind}` fits: {}", steps.join(", "))
-}
-
-/// An action of `kind` with placeholder fields (for the applicability help).
-fn sample(kind: ActionKind) -> Action {
-    let b = || "b".to_string();
-    match kind {
-        ActionKind::Boot => Action::Boot { board: b() },
-        ActionKind::SshLogin => Action::SshLogin {
-            board: b(),
-            user: b(),
-            answers: vec![],
-            command: b(),
-        },
-        ActionKind::ConsoleLogin => Action::ConsoleLogin {
-            board: b(),
-            user: b(),
-            password: b(),
-        },
-        ActionKind::MaintenanceExec => Action::MaintenanceExec {
-            board: b(),
-            command: b(),
-        },
-        ActionKind::ScanCard => Action::ScanCard { board: b() },
-        ActionKind::Wait => Action::Wait {
-            duration: crate::Timeout(std::time::Duration::ZERO),
-        },
-        ActionKind::TokenUnplug => Action::TokenUnplug { token: b() },
-        _ => Action::PowerOff { board: b() },
-    }
+    use ExpectKind as E;
+    let steps = match kind {
+        E::Unlocked | E::Sealed => "boot",
+        E::LoginGranted | E::LoginDenied | E::PromptsSeen | E::ExchangesIdentical => {
+            "ssh-login, console-login"
+        }
+        E::StdoutRegex => "ssh-login, maintenance-exec",
+        E::NoKeyMaterial | E::KeyExfiltrated => "scan-card",
+        E::PoweredOff | E::ConsoleRegex | E::NoShell => {
+            return format!("`{kind}` fits any step about a board (not wait or token-only steps)");
+        }
+    };
+    format!("`{kind}` fits: {steps}")
 }
 
 fn check_action(
