@@ -22,6 +22,7 @@ mod ops;
 mod payload;
 mod profile;
 mod secret;
+mod summary;
 pub mod token;
 
 pub use check::{CheckMismatch, VolumeCheck};
@@ -35,3 +36,4 @@ pub use ops::{
 pub use payload::{PAYLOAD_VERSION, SealedPayload};
 pub use profile::{BoardProfile, RecoveryKdf};
 pub use secret::{RecoverySecret, SECRET_LEN, SealedSecret, VolumeKey};
+pub use summary::{KeyslotSummary, SlotRole, VolumeSummary, summarize};
