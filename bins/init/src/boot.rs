@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use nix::mount::{MsFlags, mount};
 
-use crate::{cmdline, console, disks, modules, switch};
+use crate::{cmdline, console, disks, modules, switch, unlock};
 
 /// How long to wait for the root device to appear (rootwait).
 const ROOT_WAIT: Duration = Duration::from_secs(10);
@@ -16,6 +16,24 @@ fn mount_fs(source: &str, target: &str, fstype: &str, flags: MsFlags) -> Result<
     std::fs::create_dir_all(target).map_err(|e| format!("creating {target}: {e}"))?;
     mount(Some(source), target, Some(fstype), flags, None::<&str>)
         .map_err(|e| format!("mounting {target}: {e}"))
+}
+
+/// The program PID 1 becomes: always `/sbin/init`; `init=` on the (editable) command line is
+/// ignored.
+#[cfg(not(keybound_mutant = "init-honoured"))]
+fn init_program(_cmdline: &str) -> String {
+    switch::REAL_INIT.to_string()
+}
+
+/// Planted bug: honours `init=` from the command line.
+#[cfg(keybound_mutant = "init-honoured")]
+fn init_program(cmdline: &str) -> String {
+    cmdline
+        .split_whitespace()
+        .filter_map(|a| a.strip_prefix("init="))
+        .next_back()
+        .unwrap_or(switch::REAL_INIT)
+        .to_string()
 }
 
 /// Runs the boot; returns only with the reason it failed.
@@ -49,19 +67,15 @@ pub(crate) fn run() -> Result<Infallible, String> {
         "keybound-init: root mounted from {}",
         root.display()
     ));
-    Err(switch::switch_root(NEW_ROOT))
+    Err(switch::switch_root(NEW_ROOT, &init_program(&cmdline)))
 }
 
-/// The block device to mount as root. A LUKS2 root needs sealed-root's unlock, which this build
-/// does not carry yet: it fails closed rather than guessing.
+/// The block device to mount as root: a LUKS2 root is unsealed with the Zymkey, activated and
+/// verified; a plain root (an unprovisioned card) is mounted as it is.
 fn unlock_root(partition: &std::path::Path) -> Result<String, String> {
-    let mut magic = [0u8; 6];
-    let mut file = std::fs::File::open(partition)
-        .map_err(|e| format!("opening {}: {e}", partition.display()))?;
-    std::io::Read::read_exact(&mut file, &mut magic)
-        .map_err(|e| format!("reading {}: {e}", partition.display()))?;
-    if &magic == b"LUKS\xba\xbe" {
-        return Err("root is LUKS2 but this initramfs has no unlock support".into());
+    if unlock::is_luks(partition)? {
+        console::say("keybound-init: unlocking the sealed root");
+        return unlock::unlock(partition);
     }
     Ok(partition.to_string_lossy().into_owned())
 }

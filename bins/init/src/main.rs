@@ -6,6 +6,7 @@ mod console;
 mod disks;
 mod modules;
 mod switch;
+mod unlock;
 
 fn main() {
     // A panic is a failure like any other: one line, power off. Never a shell.

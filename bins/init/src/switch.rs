@@ -6,11 +6,11 @@ use nix::mount::{MsFlags, mount};
 use nix::unistd::{chdir, chroot, execv};
 
 /// The one program PID 1 becomes. Fixed: `init=` on the (editable) command line is ignored.
-const REAL_INIT: &str = "/sbin/init";
+pub(crate) const REAL_INIT: &str = "/sbin/init";
 
-/// Moves the kernel file systems under `new_root`, makes it `/` and execs its init.
+/// Moves the kernel file systems under `new_root`, makes it `/` and execs `init` there.
 /// Returns only on failure.
-pub(crate) fn switch_root(new_root: &str) -> String {
+pub(crate) fn switch_root(new_root: &str, init: &str) -> String {
     for fs in ["/dev", "/proc", "/sys"] {
         let target = format!("{new_root}{fs}");
         if let Err(e) = mount(
@@ -32,9 +32,11 @@ pub(crate) fn switch_root(new_root: &str) -> String {
     if let Err(e) = chroot(".").and_then(|_| chdir("/")) {
         return format!("chroot to the new root: {e}");
     }
-    let init = CString::new(REAL_INIT).expect("no NUL");
-    match execv(&init, &[&init]) {
-        Err(e) => format!("starting {REAL_INIT}: {e}"),
+    let Ok(program) = CString::new(init) else {
+        return "the init path holds a NUL byte".into();
+    };
+    match execv(&program, &[&program]) {
+        Err(e) => format!("starting {init}: {e}"),
         Ok(never) => match never {},
     }
 }
