@@ -137,6 +137,7 @@ pub struct Authenticator {
     devices: DeviceSource,
     log: Logger,
     origin: String,
+    silent: bool,
 }
 
 struct Match {
@@ -156,7 +157,15 @@ impl Authenticator {
             devices,
             log,
             origin,
+            silent: false,
         }
+    }
+
+    /// `PAM_SILENT`: no informational messages (the cue); prompts a credential needs (the PIN)
+    /// are still asked.
+    pub fn silent(mut self, silent: bool) -> Self {
+        self.silent = silent;
+        self
     }
 
     fn rp_id(&self, c: &Credential) -> String {
@@ -286,7 +295,7 @@ impl Authenticator {
             return AuthOutcome::Denied("no device holds an enrolled credential".into());
         }
         #[cfg(not(keybound_mutant = "cue-without-token"))]
-        if self.opts.cue && conv.info(&self.opts.cue_prompt).is_err() {
+        if self.opts.cue && !self.silent && conv.info(&self.opts.cue_prompt).is_err() {
             return AuthOutcome::Denied("conversation aborted at the cue".into());
         }
         for m in matches {

@@ -21,6 +21,7 @@ const PAM_CONV: c_int = 5;
 const PAM_PROMPT_ECHO_OFF: c_int = 1;
 const PAM_ERROR_MSG: c_int = 3;
 const PAM_TEXT_INFO: c_int = 4;
+const PAM_SILENT: c_int = 0x8000;
 
 #[repr(C)]
 struct PamHandle {
@@ -149,7 +150,12 @@ fn read_conf(path: &std::path::Path) -> Result<Option<String>, String> {
     }
 }
 
-fn authenticate(pamh: *mut PamHandle, argc: c_int, argv: *const *const c_char) -> c_int {
+fn authenticate(
+    pamh: *mut PamHandle,
+    flags: c_int,
+    argc: c_int,
+    argv: *const *const c_char,
+) -> c_int {
     let boot_log = Logger::syslog(None);
     let Some(args) = args(argc, argv) else {
         boot_log.error("module arguments are not UTF-8");
@@ -178,7 +184,8 @@ fn authenticate(pamh: *mut PamHandle, argc: c_int, argv: *const *const c_char) -
         log.error("user name is not UTF-8");
         return PAM_AUTH_ERR;
     };
-    let flow = Authenticator::new(opts, DeviceSource::Hid, log.clone());
+    let flow =
+        Authenticator::new(opts, DeviceSource::Hid, log.clone()).silent(flags & PAM_SILENT != 0);
     match flow.authenticate(&user, &mut PamConversation { pamh }) {
         AuthOutcome::Success => PAM_SUCCESS,
         AuthOutcome::Ignore => PAM_IGNORE,
@@ -203,11 +210,11 @@ fn guarded(f: impl FnOnce() -> c_int) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pam_sm_authenticate(
     pamh: *mut c_void,
-    _flags: c_int,
+    flags: c_int,
     argc: c_int,
     argv: *const *const c_char,
 ) -> c_int {
-    guarded(|| authenticate(pamh.cast(), argc, argv))
+    guarded(|| authenticate(pamh.cast(), flags, argc, argv))
 }
 
 /// PAM `setcred`: nothing to set (pam_u2f returns success too).

@@ -36,6 +36,13 @@ fn enrolled_es256_token_authenticates_and_counter_advances() {
     assert!(first > e.counter);
     assert_eq!(lab.run("root", &[], lab.source()).0, AuthOutcome::Success);
     assert!(store.get(&key).unwrap().unwrap() > first);
+    // PAM_SILENT: the same success without the cue.
+    let (log, _) = pam_keybound::log::Logger::memory();
+    let flow =
+        pam_keybound::Authenticator::new(lab.options(&["cue"]), lab.source(), log).silent(true);
+    let mut conv = Recorder::default();
+    assert_eq!(flow.authenticate("root", &mut conv), AuthOutcome::Success);
+    assert!(conv.calls.is_empty());
 }
 
 #[test]
