@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod reseal;
 mod status;
 mod token;
 
@@ -21,6 +22,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-seal the root to a replacement Zymkey with the vendor's recovery secret (stdin).
+    ///
+    /// The secret comes from `keybound-vendor recovery-secret` at the vendor's desk; type or
+    /// pipe it (never echoed). A new sealed keyslot and token are written for this board's
+    /// Zymkey, the old sealed keyslot is destroyed, and the new binding is verified.
+    Reseal {
+        /// The sealed root's LUKS2 device (e.g. /dev/mmcblk0p2).
+        #[arg(long, value_name = "DEV")]
+        device: std::path::PathBuf,
+    },
     /// Enrol, list and remove FIDO2 login tokens (the authfile pam_keybound reads).
     Token {
         #[command(subcommand)]
@@ -32,6 +43,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Status { json } => status::run(json),
+        Command::Reseal { device } => reseal::run(&device),
         Command::Token { command } => token::run(command),
     }
 }

@@ -90,6 +90,11 @@ impl Module {
             .expect("control request")
     }
 
+    /// The guest socket (what `KEYBOUND_ZK_SOCKET` names for a client in another process).
+    pub(crate) fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     /// A production-client context on this module.
     pub(crate) fn open(&self) -> Zymkey {
         static ENV: Mutex<()> = Mutex::new(());
