@@ -416,10 +416,21 @@ impl ScenarioBoard for QemuScenarioBoard {
             },
             workdir,
         )?;
+        // With `-E` ssh writes its own messages ("Permission denied …") to the log file: the
+        // non-debug lines there are what a person at a terminal would have seen.
+        let mut messages = outcome.messages.trim_end().to_string();
+        for line in outcome.verbose.lines() {
+            if !line.starts_with("debug") && !line.starts_with("OpenSSH_") && !line.is_empty() {
+                if !messages.is_empty() {
+                    messages.push('\n');
+                }
+                messages.push_str(line);
+            }
+        }
         Ok(LoginFacts {
             granted: outcome.granted,
             prompts: outcome.prompts,
-            messages: outcome.messages,
+            messages,
             stdout: outcome.stdout,
             timed_out: outcome.timed_out,
         })

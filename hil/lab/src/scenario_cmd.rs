@@ -32,6 +32,10 @@ pub(crate) struct RunArgs {
     /// Write JUnit XML here.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Use the last built test image as it is, without cross-building and rebuilding (say so
+    /// when the working tree's guest binaries do not build right now).
+    #[arg(long)]
+    no_build: bool,
     /// The run's directory (boards' files, transcripts, report.html); default under
     /// target/keybound-runs/.
     #[arg(long)]
@@ -195,11 +199,22 @@ impl Observer for Bars {
     }
 }
 
-fn make_target(repo: &Path, spec: &str) -> anyhow::Result<Arc<dyn Target>> {
+fn make_target(repo: &Path, spec: &str, no_build: bool) -> anyhow::Result<Arc<dyn Target>> {
     match spec.split_once(':') {
         None if spec == "qemu" => {
             ensure_zymkey_emu(repo)?;
-            let image = crate::image_cmd::build_image(repo, guest_image::Profile::Test, false)?;
+            let image = if no_build {
+                let cache = guest_image::default_cache(repo);
+                let image = guest_image::current_image(&cache, guest_image::Profile::Test)?;
+                eprintln!(
+                    "--no-build: using the last built image {} (sha256 {})",
+                    image.card.display(),
+                    image.manifest.card_sha256
+                );
+                image
+            } else {
+                crate::image_cmd::build_image(repo, guest_image::Profile::Test, false)?
+            };
             Ok(Arc::new(QemuTarget::new(image, repo)))
         }
         Some(("rig", name)) if !name.is_empty() => Ok(Arc::new(RigTarget::new(name))),
@@ -254,7 +269,7 @@ pub(crate) fn run(repo: &Path, args: RunArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(!scenarios.is_empty(), "no scenario to run");
     let allow = SkipAllowList::load(&repo.join("scenarios").join(allowlist::FILE_NAME))
         .map_err(anyhow::Error::msg)?;
-    let target = make_target(repo, &args.target)?;
+    let target = make_target(repo, &args.target, args.no_build)?;
     let dir = run_dir(repo, args.report)?;
     eprintln!(
         "running {} scenario(s) on {}, {} at a time, in {}",

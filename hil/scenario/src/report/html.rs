@@ -16,6 +16,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:0}
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e3e7eb;vertical-align:top}
 th{background:#f0f3f6;font-weight:600}
+td.n{white-space:nowrap;color:#4a545e}
+.ms{font-size:12px;color:#4a545e;margin:2px 0 8px}.ms b{color:#1558b0;font-weight:600}
 .v{display:inline-block;min-width:52px;text-align:center;border-radius:4px;padding:1px 6px;font-weight:600;font-size:12px;color:#fff}
 .pass{background:#2e8540}.fail{background:#c62828}.error{background:#8e24aa}.skip{background:#b07d00}.notrun{background:#8a949e}
 section{background:#fff;border:1px solid #dde2e7;border-radius:8px;padding:14px 16px;margin:18px 0}
@@ -81,7 +83,7 @@ fn timeline(r: &ScenarioResult) -> String {
     if r.steps.iter().any(|s| s.board.is_none()) {
         lanes.push("(harness)".into());
     }
-    if lanes.is_empty() {
+    if lanes.is_empty() || r.steps.iter().all(|s| s.started.is_none()) {
         return String::new();
     }
     let total = r
@@ -213,7 +215,7 @@ fn step_row(s: &StepResult) -> String {
         _ => String::new(),
     };
     format!(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{reason}{ex}{}</td></tr>",
+        "<tr><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}{reason}{ex}{}</td></tr>",
         s.number,
         s.started.map(secs).unwrap_or_default(),
         s.duration.map(secs).unwrap_or_default(),
@@ -284,6 +286,35 @@ pub fn html(target: &str, results: &[ScenarioResult], wall: Duration, report_dir
             Verdict::Pass => {}
         }
         out.push_str(&timeline(r));
+        let mut guest: Vec<_> = r
+            .boards
+            .iter()
+            .flat_map(|b| {
+                b.milestones
+                    .iter()
+                    .filter(|m| !m.text.starts_with("[harness]"))
+                    .map(move |m| (m.at, &b.name, &m.text))
+            })
+            .collect();
+        guest.sort_by_key(|(at, _, _)| *at);
+        let guest: Vec<String> = guest
+            .into_iter()
+            .map(|(at, board, text)| {
+                format!(
+                    "<b>{:.1} s</b> {}: {}",
+                    at.as_secs_f64(),
+                    escape(board),
+                    escape(text)
+                )
+            })
+            .collect();
+        if !guest.is_empty() {
+            let _ = write!(
+                out,
+                "<div class=\"ms\">console milestones: {}</div>",
+                guest.join(" · ")
+            );
+        }
         let links: Vec<String> = r
             .boards
             .iter()
