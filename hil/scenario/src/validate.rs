@@ -190,6 +190,15 @@ fn check_action(
                 ));
             }
         }
+        Action::ZymkeyFault {
+            fault: crate::ZymkeyFault::Fail { code, .. },
+            ..
+        } if *code >= 0 => {
+            problems.push(Problem::new(
+                at("fault"),
+                &format!("a failing call returns a negative code, not {code}"),
+            ));
+        }
         Action::TokenClone { token, into } if token == into => {
             problems.push(Problem::new(
                 at("into"),

@@ -53,6 +53,7 @@ fixture!(
     "references.toml"
 );
 fixture!(an_expectation_table_has_one_key, "expectation-shape.toml");
+fixture!(a_bad_fault_is_refused, "bad-fault.toml");
 
 #[test]
 fn line_and_column_are_one_based() {
