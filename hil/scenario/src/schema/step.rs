@@ -393,3 +393,32 @@ impl JsonSchema for Step {
         .expect("a schema object")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{CardEdit, Expectation, Step, Timeout};
+
+    #[test]
+    fn a_step_serialises_as_its_file_form() {
+        let mut step = Step::new(crate::Action::EditBootFile {
+            board: "pi".into(),
+            file: "cmdline.txt".into(),
+            edit: CardEdit::Append("init=/bin/sh".into()),
+        });
+        step.id = Some("edit".into());
+        step.timeout = Some(Timeout(std::time::Duration::from_secs(90)));
+        step.expect = vec![
+            Expectation::NoShell,
+            Expectation::Sealed {
+                reason: Some("binding".into()),
+            },
+        ];
+        let text = toml::to_string(&step).unwrap();
+        assert!(text.starts_with("do = \"edit-boot-file\"\n"), "{text}");
+        for line in ["id = \"edit\"", "board = \"pi\"", "timeout = \"90s\""] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        let back: Step = toml::from_str(&text).unwrap();
+        assert_eq!(back, step);
+    }
+}
