@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod provision;
 mod reseal;
 mod status;
 mod token;
@@ -21,6 +22,34 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Plan sealing this board's root: keybound-init carries it out on the next boot.
+    ///
+    /// Writes a plan (no secret: the vendor's public key, the board profile, the mode) to the
+    /// boot partition. On the next boot, before root is mounted, keybound-init checks the
+    /// filesystem, shrinks it by 32 MiB, encrypts it in place with LUKS2 (aborting before any
+    /// write if there is no room), enrols this board's Zymkey and the vendor's recovery slot,
+    /// removes the plan and boots the sealed root.
+    Provision {
+        /// The vendor's age X25519 recipient (`age1...`, from `keybound-vendor keygen`).
+        #[arg(long, value_name = "AGE1...")]
+        recipient: String,
+        /// The board: pi5 (AES-XTS) or pi4/CM4 (Adiantum).
+        #[arg(long, value_enum)]
+        profile: provision::Profile,
+        /// Format root anew instead of encrypting it in place: DESTROYS all data on root.
+        #[arg(long)]
+        fresh: bool,
+        /// Replace the enrolment of an already sealed root.
+        #[arg(long = "re-enrol")]
+        re_enrol: bool,
+        /// Print the plan instead of writing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the plan into this directory (a mounted boot partition, e.g. on a host with
+        /// the card attached) instead of mounting the board's boot partition.
+        #[arg(long, value_name = "DIR")]
+        boot_dir: Option<std::path::PathBuf>,
     },
     /// Re-seal the root to a replacement Zymkey with the vendor's recovery secret (stdin).
     ///
@@ -43,6 +72,21 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Status { json } => status::run(json),
+        Command::Provision {
+            recipient,
+            profile,
+            fresh,
+            re_enrol,
+            dry_run,
+            boot_dir,
+        } => provision::run(&provision::Request {
+            recipient,
+            profile,
+            fresh,
+            re_enrol,
+            dry_run,
+            boot_dir,
+        }),
         Command::Reseal { device } => reseal::run(&device),
         Command::Token { command } => token::run(command),
     }

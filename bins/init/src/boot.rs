@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use nix::mount::{MsFlags, mount};
 
-use crate::{cmdline, console, disks, modules, switch, unlock};
+use crate::{cmdline, console, disks, modules, provision, switch, unlock};
 
 /// How long to wait for the root device to appear (rootwait).
 const ROOT_WAIT: Duration = Duration::from_secs(10);
@@ -61,6 +61,7 @@ pub(crate) fn run() -> Result<Infallible, String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    provision::run_if_planned(&root)?;
     let device = unlock_root(&root)?;
     mount_fs(&device, NEW_ROOT, &spec.fstype, MsFlags::empty())?;
     console::say(&format!(

@@ -5,6 +5,7 @@ mod cmdline;
 mod console;
 mod disks;
 mod modules;
+mod provision;
 mod switch;
 mod unlock;
 

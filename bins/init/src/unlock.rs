@@ -31,18 +31,39 @@ pub(crate) fn unlock(partition: &Path) -> Result<String, String> {
     let _ = std::fs::create_dir_all("/run/cryptsetup");
     let unsealed = unseal_with_retry(partition).map_err(|e| reason(&e))?;
     activate(partition, &unsealed).map_err(|e| reason(&e))?;
-    Ok(format!("/dev/mapper/{MAPPING}"))
+    Ok(dm_node(MAPPING).unwrap_or_else(|| format!("/dev/mapper/{MAPPING}")))
+}
+
+/// The kernel's `/dev/dm-N` for a mapping (without udev, `/dev/mapper/NAME` is a plain node,
+/// and tools resolve the kernel name better).
+fn dm_node(name: &str) -> Option<String> {
+    std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .find_map(|e| {
+            let dm = e.file_name().to_string_lossy().into_owned();
+            let n = std::fs::read_to_string(e.path().join("dm/name")).ok()?;
+            (dm.starts_with("dm-")
+                && n.trim() == name
+                && std::path::Path::new(&format!("/dev/{dm}")).exists())
+            .then(|| format!("/dev/{dm}"))
+        })
 }
 
 /// Unseals, retrying only while the Zymkey is absent or silent (its port may still be coming
 /// up). Binding and blob failures are final at once.
 fn unseal_with_retry(partition: &Path) -> Result<Unsealed, Error> {
+    with_zymkey(|zk| sealed_root::unseal(partition, zk))
+}
+
+/// Runs `op` with the Zymkey, retrying only while the module is absent or silent.
+pub(crate) fn with_zymkey<T>(op: impl Fn(&Zymkey) -> Result<T, Error>) -> Result<T, Error> {
     let mut attempt = 1;
     loop {
         let result = Library::load()
             .and_then(|lib| Zymkey::open(&lib))
             .map_err(Error::from)
-            .and_then(|zk| sealed_root::unseal(partition, &zk));
+            .and_then(|zk| op(&zk));
         match result {
             Err(Error::Zymkey(e)) if e.is_transient() && attempt < ATTEMPTS => {
                 attempt += 1;

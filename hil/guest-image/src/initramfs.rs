@@ -70,7 +70,8 @@ pub(crate) fn build_boot_files(
     let mut key = Key::new("boot")
         .add("kernel", &kernel_pkg.sha256)
         .add("modules", recipe.modules.initramfs.join(","))
-        .add("init", format!("{:?}", recipe.initramfs.init));
+        .add("init", format!("{:?}", recipe.initramfs.init))
+        .add("tools", recipe.initramfs.tools.join(","));
     key = match recipe.initramfs.init {
         InitramfsInit::Busybox => key.add_tree("initramfs", &init_dir)?,
         // The libraries come from the packages: any package change may change them.
@@ -138,7 +139,18 @@ pub(crate) fn build_boot_files(
                 return Err(ImageError::MissingBinary("keybound-init (a [[binaries]] entry with stage = \"initramfs\" and dest = \"/init\")".into()));
             }
             let root = unpacked.get()?;
-            let hosts: Vec<_> = programs.iter().map(|(_, p)| p.clone()).collect();
+            let mut hosts: Vec<_> = programs.iter().map(|(_, p)| p.clone()).collect();
+            for tool in &recipe.initramfs.tools {
+                let guest = tool.trim_start_matches('/');
+                let host = root.join(guest);
+                if !host.is_file() {
+                    return Err(ImageError::MissingBinary(format!(
+                        "initramfs tool {tool} (not in the recipe's packages)"
+                    )));
+                }
+                files.push((guest.to_string(), read(&host)?, 0o755));
+                hosts.push(host);
+            }
             for (guest, host) in elfdeps::closure(root, &hosts)? {
                 files.push((guest, read(&host)?, 0o755));
             }

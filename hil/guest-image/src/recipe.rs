@@ -78,6 +78,11 @@ pub enum InitramfsInit {
 pub struct InitramfsSpec {
     /// What runs as /init.
     pub init: InitramfsInit,
+    /// Programs of the recipe's Debian packages copied into the initramfs at the same path, with
+    /// their shared-library closure (e.g. `/sbin/e2fsck` for first-boot provisioning). Only
+    /// with `init = "keybound-init"`, which runs them itself: the initramfs still has no shell.
+    #[serde(default)]
+    pub tools: Vec<String>,
 }
 
 /// Where a binary goes.
