@@ -28,7 +28,7 @@ pub mod token;
 pub use check::{CheckMismatch, VolumeCheck};
 pub use element::SecureElement;
 pub use error::{Error, Result};
-pub use luks::Luks2;
+pub use luks::{Luks2, silence_libcryptsetup_log};
 pub use ops::{
     Enrolment, FormatParams, Tokens, Unsealed, activate, decrypt_recovery, enroll, format_fresh,
     read_tokens, recovery_ciphertext, reseal, rotate_recovery, unseal,

@@ -245,3 +245,16 @@ impl Luks2 {
         r.map_err(self.fail("activating the volume"))
     }
 }
+
+/// Discards libcryptsetup's log messages (by default it prints errors such as "No key available
+/// with this passphrase." to stderr). For keybound-init, whose console shows one line of its
+/// own. libcryptsetup never logs key material either way.
+pub fn silence_libcryptsetup_log() {
+    unsafe extern "C" fn discard(
+        _level: libcryptsetup_rs::c_int,
+        _msg: *const std::ffi::c_char,
+        _usrptr: *mut std::ffi::c_void,
+    ) {
+    }
+    libcryptsetup_rs::set_log_callback::<()>(Some(discard), None);
+}

@@ -41,6 +41,10 @@ fn enrolment_makes_a_sealed_slot_a_recovery_slot_and_two_strict_tokens() {
     assert_eq!(sealed["kdf"]["iterations"], 1000);
     let recovery = keyslot_json(&img, e.recovery_keyslot);
     assert_eq!(recovery["kdf"]["type"], "argon2id");
+    // The volume key digest (full-entropy key): minimal PBKDF2 too.
+    let header = Luks2::open(&img).unwrap().header_json().unwrap();
+    assert_eq!(header["digests"]["0"]["type"], "pbkdf2", "{header}");
+    assert_eq!(header["digests"]["0"]["iterations"], 1000, "{header}");
 
     let dump = luks_dump(&img);
     assert!(dump.contains("cipher: aes-xts-plain64"), "{dump}");
