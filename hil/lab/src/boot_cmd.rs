@@ -105,23 +105,27 @@ pub(crate) fn bench_boot(repo: &Path, runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the host emulator daemons the boards need (release, next to this binary).
+/// Builds the host emulator daemons the boards start, in the profile of this binary so they land
+/// next to it (a no-op when they are up to date; never a stale daemon).
 pub(crate) fn build_host_tools(repo: &Path) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(repo)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--package",
-            "zymkey-emu",
-            "--package",
-            "virtual-fido",
-        ])
-        .status()?;
+    let release = std::env::current_exe()?
+        .components()
+        .any(|c| c.as_os_str() == "release");
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(repo).args([
+        "build",
+        "--quiet",
+        "--package",
+        "zymkey-emu",
+        "--package",
+        "virtual-fido",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
     anyhow::ensure!(
-        status.success(),
+        cmd.status()?.success(),
         "building the emulator daemons (zymkey-emu, virtual-fido) failed"
     );
     Ok(())

@@ -202,7 +202,7 @@ impl Observer for Bars {
 fn make_target(repo: &Path, spec: &str, no_build: bool) -> anyhow::Result<Arc<dyn Target>> {
     match spec.split_once(':') {
         None if spec == "qemu" => {
-            ensure_zymkey_emu(repo)?;
+            crate::boot_cmd::build_host_tools(repo)?;
             let image = if no_build {
                 let cache = guest_image::default_cache(repo);
                 let image = guest_image::current_image(&cache, guest_image::Profile::Test)?;
@@ -220,24 +220,6 @@ fn make_target(repo: &Path, spec: &str, no_build: bool) -> anyhow::Result<Arc<dy
         Some(("rig", name)) if !name.is_empty() => Ok(Arc::new(RigTarget::new(name))),
         _ => anyhow::bail!("unknown target {spec:?}: use qemu or rig:NAME"),
     }
-}
-
-/// The Zymkey emulator daemon is a host tool next to this binary: build it if it is missing.
-fn ensure_zymkey_emu(repo: &Path) -> anyhow::Result<()> {
-    if qemu_runner::host_tool("zymkey-emu").is_ok() {
-        return Ok(());
-    }
-    let exe = std::env::current_exe()?;
-    let release = exe.components().any(|c| c.as_os_str() == "release");
-    eprintln!("building zymkey-emu (the Zymkey emulator daemon) next to keybound-lab…");
-    let mut cmd = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
-    cmd.current_dir(repo)
-        .args(["build", "--quiet", "-p", "zymkey-emu"]);
-    if release {
-        cmd.arg("--release");
-    }
-    anyhow::ensure!(cmd.status()?.success(), "building zymkey-emu failed");
-    Ok(())
 }
 
 fn run_dir(repo: &Path, given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -336,10 +318,11 @@ pub(crate) fn run(repo: &Path, args: RunArgs) -> anyhow::Result<bool> {
         count(|v| matches!(v, Verdict::Skip(_) | Verdict::NotRun(_))),
     );
     println!(
-        "\n{} scenario(s): {passed} passed, {failed} failed, {skipped} skipped; wall time {:.1} s",
+        "\n{} scenario(s), wall time {:.1} s",
         results.len(),
         wall.as_secs_f64()
     );
+    println!("scenarios: {passed} passed, {failed} failed, {skipped} skipped");
 
     // Reports.
     let html = scenario::report::html(&target.name(), &results, wall, &dir);
