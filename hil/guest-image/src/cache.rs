@@ -17,8 +17,8 @@ pub(crate) struct Cache {
     _lock: Flock<File>,
 }
 
-/// Hashes a file's content.
-pub(crate) fn sha256_file(path: &Path) -> Result<String, ImageError> {
+/// Hashes a file's content (hex sha256).
+pub fn sha256_file(path: &Path) -> Result<String, ImageError> {
     let mut file = File::open(path).map_err(ImageError::io("hashing", path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

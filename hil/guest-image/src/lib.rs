@@ -27,6 +27,7 @@ mod progress;
 mod recipe;
 mod rootfs;
 
+pub use cache::sha256_file;
 pub use cross::{CrossBuild, GUEST_TARGET, is_aarch64_elf};
 pub use error::ImageError;
 pub use kernel_files::{GuestKernel, guest_kernel};

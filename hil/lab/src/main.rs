@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod boot_cmd;
+mod bundle_cmd;
 mod image_cmd;
 mod qemu_target;
 mod rig_target;
@@ -35,6 +36,8 @@ enum Command {
     Boot,
     /// Run scenarios (default: every file under scenarios/), with a table and reports.
     Run(scenario_cmd::RunArgs),
+    /// Replay a field-bug bundle written by `run --save-bundle` on its exact image.
+    Repro(scenario_cmd::ReproArgs),
     /// List the scenarios with their tags and titles.
     List {
         /// Files or directories (default: scenarios/).
@@ -96,6 +99,10 @@ fn main() -> ExitCode {
         Command::Boot => boot_cmd::boot(&repo),
         Command::Run(args) => scenario_cmd::run(&repo, args).and_then(|ok| {
             anyhow::ensure!(ok, "the run failed (see above)");
+            Ok(())
+        }),
+        Command::Repro(args) => scenario_cmd::repro(&repo, args).and_then(|ok| {
+            anyhow::ensure!(ok, "the replayed scenario failed again (see above)");
             Ok(())
         }),
         Command::List { paths } => scenario_cmd::list(&repo, &paths),

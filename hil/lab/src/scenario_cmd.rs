@@ -40,6 +40,20 @@ pub(crate) struct RunArgs {
     /// target/keybound-runs/.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// For each failing scenario, write a field-bug bundle (scenario, image hash, emulator and
+    /// token state, transcripts) under this directory; `keybound-lab repro BUNDLE` replays it.
+    #[arg(long)]
+    save_bundle: Option<PathBuf>,
+}
+
+/// `keybound-lab repro` options.
+#[derive(Args)]
+pub(crate) struct ReproArgs {
+    /// The bundle directory written by `run --save-bundle`.
+    bundle: PathBuf,
+    /// The run's directory (default under target/keybound-runs/).
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 fn colour() -> bool {
@@ -199,7 +213,11 @@ impl Observer for Bars {
     }
 }
 
-fn make_target(repo: &Path, spec: &str, no_build: bool) -> anyhow::Result<Arc<dyn Target>> {
+fn make_target(
+    repo: &Path,
+    spec: &str,
+    no_build: bool,
+) -> anyhow::Result<(Arc<dyn Target>, Option<guest_image::ImageManifest>)> {
     match spec.split_once(':') {
         None if spec == "qemu" => {
             crate::boot_cmd::build_host_tools(repo)?;
@@ -215,9 +233,10 @@ fn make_target(repo: &Path, spec: &str, no_build: bool) -> anyhow::Result<Arc<dy
             } else {
                 crate::image_cmd::build_image(repo, guest_image::Profile::Test, false)?
             };
-            Ok(Arc::new(QemuTarget::new(image, repo)))
+            let manifest = image.manifest.clone();
+            Ok((Arc::new(QemuTarget::new(image, repo)), Some(manifest)))
         }
-        Some(("rig", name)) if !name.is_empty() => Ok(Arc::new(RigTarget::new(name))),
+        Some(("rig", name)) if !name.is_empty() => Ok((Arc::new(RigTarget::new(name)), None)),
         _ => anyhow::bail!("unknown target {spec:?}: use qemu or rig:NAME"),
     }
 }
@@ -249,9 +268,56 @@ pub(crate) fn run(repo: &Path, args: RunArgs) -> anyhow::Result<bool> {
         scenarios.retain(|s| matches(s, f));
     }
     anyhow::ensure!(!scenarios.is_empty(), "no scenario to run");
+    let (target, image) = make_target(repo, &args.target, args.no_build)?;
+    let options = RunOptions {
+        jobs: args.jobs,
+        junit: args.junit,
+        report: args.report,
+        save_bundle: args.save_bundle,
+    };
+    run_scenarios(repo, scenarios, target, image, options, wall)
+}
+
+/// `repro BUNDLE`: replays a field-bug bundle's scenario on the bundle's exact image.
+pub(crate) fn repro(repo: &Path, args: ReproArgs) -> anyhow::Result<bool> {
+    let wall = Instant::now();
+    let scenarios = load_all(repo, &[crate::bundle_cmd::scenario_file(&args.bundle)])?;
+    let image = crate::bundle_cmd::image(&args.bundle)?;
+    eprintln!(
+        "replaying {} on image sha256 {}",
+        args.bundle.display(),
+        image.manifest.card_sha256
+    );
+    crate::boot_cmd::build_host_tools(repo)?;
+    let manifest = image.manifest.clone();
+    let target: Arc<dyn Target> = Arc::new(QemuTarget::new(image, repo));
+    let options = RunOptions {
+        jobs: 1,
+        junit: None,
+        report: args.report,
+        save_bundle: None,
+    };
+    run_scenarios(repo, scenarios, target, Some(manifest), options, wall)
+}
+
+/// What `run` and `repro` share after choosing scenarios and target.
+struct RunOptions {
+    jobs: usize,
+    junit: Option<PathBuf>,
+    report: Option<PathBuf>,
+    save_bundle: Option<PathBuf>,
+}
+
+fn run_scenarios(
+    repo: &Path,
+    scenarios: Vec<LoadedScenario>,
+    target: Arc<dyn Target>,
+    image: Option<guest_image::ImageManifest>,
+    args: RunOptions,
+    wall: Instant,
+) -> anyhow::Result<bool> {
     let allow = SkipAllowList::load(&repo.join("scenarios").join(allowlist::FILE_NAME))
         .map_err(anyhow::Error::msg)?;
-    let target = make_target(repo, &args.target, args.no_build)?;
     let dir = run_dir(repo, args.report)?;
     eprintln!(
         "running {} scenario(s) on {}, {} at a time, in {}",
@@ -317,12 +383,6 @@ pub(crate) fn run(repo: &Path, args: RunArgs) -> anyhow::Result<bool> {
         count(Verdict::is_failure),
         count(|v| matches!(v, Verdict::Skip(_) | Verdict::NotRun(_))),
     );
-    println!(
-        "\n{} scenario(s), wall time {:.1} s",
-        results.len(),
-        wall.as_secs_f64()
-    );
-    println!("scenarios: {passed} passed, {failed} failed, {skipped} skipped");
 
     // Reports.
     let html = scenario::report::html(&target.name(), &results, wall, &dir);
@@ -351,5 +411,23 @@ pub(crate) fn run(repo: &Path, args: RunArgs) -> anyhow::Result<bool> {
             unallowed.join(", ")
         );
     }
+    if let (Some(bundles), Some(image)) = (&args.save_bundle, &image) {
+        let failures: Vec<&ScenarioResult> =
+            results.iter().filter(|r| r.verdict.is_failure()).collect();
+        for bundle in crate::bundle_cmd::save(bundles, image, &failures)? {
+            println!(
+                "bundle: {} (replay: keybound-lab repro {})",
+                bundle.display(),
+                bundle.display()
+            );
+        }
+    }
+    // Last, in the plain form CI reads.
+    println!(
+        "\n{} scenario(s), wall time {:.1} s",
+        results.len(),
+        wall.as_secs_f64()
+    );
+    println!("scenarios: {passed} passed, {failed} failed, {skipped} skipped");
     Ok(failed == 0 && unallowed.is_empty())
 }
