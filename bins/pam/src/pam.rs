@@ -191,6 +191,7 @@ fn authenticate(
         AuthOutcome::Ignore => PAM_IGNORE,
         AuthOutcome::Denied(why) => {
             log.info(&format!("user {user}: denied: {why}"));
+            log.debug(&format!("user {user}: denied: {why}"));
             PAM_AUTH_ERR
         }
     }
