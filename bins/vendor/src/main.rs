@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod boot_cmd;
 mod header;
 mod identity;
 mod recovery;
@@ -48,6 +49,31 @@ enum Command {
         #[arg(long, value_name = "AGE-IDENTITY-FILE")]
         identity: PathBuf,
     },
+    /// Create the vendor's Raspberry Pi secure-boot key (RSA-2048) and print its public key's path.
+    ///
+    /// The private key (PKCS#8 PEM) is written with mode 0600 and never overwritten; the public
+    /// key goes next to it as NAME.pub.pem (its hash is what the Pi's OTP is programmed with).
+    KeygenBoot {
+        /// Where to write the private key.
+        #[arg(long, value_name = "KEY.pem")]
+        out: PathBuf,
+    },
+    /// Build and sign a secure-boot image: DIR's boot files into OUT/boot.img and OUT/boot.sig.
+    ///
+    /// boot.img is a FAT image holding config.txt, the kernel, initramfs and cmdline files it
+    /// names, device trees and overlays; boot.sig is in the rpi-eeprom-digest format (sha256,
+    /// ts, rsa2048). Run it at the vendor's desk: devices never sign.
+    Sign {
+        /// The vendor's boot-signing key (RSA-2048 PEM, from `keygen-boot` or openssl).
+        #[arg(long, value_name = "VENDOR-RSA-KEY.pem")]
+        key: PathBuf,
+        /// The directory holding the boot files (a boot partition's contents).
+        #[arg(long, value_name = "DIR")]
+        boot_dir: PathBuf,
+        /// Where to write boot.img and boot.sig.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +81,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen { output } => identity::keygen(&output),
         Command::RecoverySecret { card, identity } => recovery::run(&card, &identity),
+        Command::KeygenBoot { out } => boot_cmd::keygen(&out),
+        Command::Sign { key, boot_dir, out } => boot_cmd::sign(&key, &boot_dir, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
