@@ -2,49 +2,28 @@
 //! client) → the drop-in `libzk_app_utils.so` → the virtio-serial port `io.keybound.zymkey` →
 //! this daemon on the host. Then the binding: the same module seen from another board.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use board::Board;
-use card::Card;
-use guest_image::{BuiltImage, Profile, Progress};
-use qemu_runner::{QemuBoard, QemuBoardConfig, ZymkeyModule};
+use board_kit::{BOOT_TIMEOUT, READY, new_board, repo, test_image};
 use serde_json::json;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn image() -> BuiltImage {
-    guest_image::build_all(&repo(), Profile::Test, false, &Progress::hidden())
-        .expect("building the guest image")
-}
-
-fn board(image: &BuiltImage, name: &str, dir: &Path, module: &ZymkeyModule) -> QemuBoard {
-    let mut config = QemuBoardConfig::new(name, dir.join(name), image.manifest.host_key.clone());
-    config.maintenance_key = Some(guest_image::maintenance_key(&repo()));
-    config.zymkey_socket = Some(module.guest_socket().to_path_buf());
-    let mut board = QemuBoard::new(config).unwrap();
-    board
-        .insert_card(
-            Card::overlay(&image.card, "raw", dir.join(format!("{name}-card.qcow2"))).unwrap(),
-        )
-        .unwrap();
-    board
-}
 
 #[test]
 fn qemu_guest_random_and_lock_unlock_through_virtio_serial() {
-    let image = image();
+    let image = test_image();
     let dir = tempfile::tempdir().unwrap();
     let sockets = tempfile::Builder::new().prefix("zk-").tempdir().unwrap();
     let program = Path::new(env!("CARGO_BIN_EXE_zymkey-emu"));
-    let module =
-        ZymkeyModule::start_program(program, &dir.path().join("module"), sockets.path()).unwrap();
-    let mut board = board(&image, "pi", dir.path(), &module);
+    let module = qemu_runner::ZymkeyModule::start_program(
+        program,
+        &dir.path().join("module"),
+        sockets.path(),
+    )
+    .unwrap();
+    let mut board = new_board(&repo(), &image, "pi", dir.path(), |c| {
+        c.zymkey_socket = Some(module.guest_socket().to_path_buf())
+    })
+    .unwrap();
     module
         .attach(&board.config().board_serial, board.card().unwrap().serial())
         .unwrap();
@@ -53,10 +32,7 @@ fn qemu_guest_random_and_lock_unlock_through_virtio_serial() {
         .unwrap();
 
     board.power_on().unwrap();
-    board
-        .console()
-        .expect("keybound-guest: sshd ready", Duration::from_secs(90))
-        .unwrap();
+    board.console().expect(READY, BOOT_TIMEOUT).unwrap();
     let out = board.maintenance_exec("zymkey-probe").unwrap();
     assert!(out.contains("model: ZYMKEY4"), "{out}");
     assert!(

@@ -4,13 +4,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use board::Board;
-use card::Card;
 use guest_image::{BuiltImage, Profile};
-use qemu_runner::{QemuBoard, QemuBoardConfig};
+use qemu_runner::QemuBoard;
 
 use crate::image_cmd::build_image;
 
-const READY: &str = "keybound-guest: sshd ready";
+use board_kit::READY;
 const FIRST_INIT_LINE: &str = "keybound-init: start";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -27,15 +26,7 @@ fn run_dir(repo: &Path, what: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn new_board(repo: &Path, image: &BuiltImage, name: &str, dir: &Path) -> anyhow::Result<QemuBoard> {
-    let mut config = QemuBoardConfig::new(name, dir.join(name), image.manifest.host_key.clone());
-    config.maintenance_key = Some(guest_image::maintenance_key(repo));
-    let mut board = QemuBoard::new(config)?;
-    board.insert_card(Card::overlay(
-        &image.card,
-        "raw",
-        dir.join(format!("{name}-card.qcow2")),
-    )?)?;
-    Ok(board)
+    Ok(board_kit::new_board(repo, image, name, dir, |_| {})?)
 }
 
 /// Builds the image, boots a board, shows what the guest reports, powers it off.

@@ -1,7 +1,7 @@
 //! A board's emulated hardware outside QEMU: the Zymkey daemon on its GPIO header and the FIDO2
-//! token on its USB port. Each emulator
-//! is its own process (as swtpm is), started with a readiness pipe and a lifeline, so it dies with
-//! the board and can be killed on its own (a crashed or pulled module).
+//! token on its USB port. Each emulator is its own process (as swtpm is), started with a
+//! readiness pipe and a lifeline, so it dies with the board and can be killed on its own (a
+//! crashed or pulled module).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,13 +32,67 @@ pub fn host_tool(name: &str) -> Result<PathBuf, BoardError> {
         })
 }
 
+/// What both emulator handles share: the daemon process, its control socket, its state.
+#[derive(Debug)]
+struct EmulatorDaemon {
+    /// What it is, for error messages ("Zymkey emulator", "virtual token").
+    what: &'static str,
+    daemon: Daemon,
+    control: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl EmulatorDaemon {
+    /// Starts `program --state-dir S --control C ARGS…` and waits until it is ready.
+    fn start(
+        what: &'static str,
+        program: &Path,
+        state_dir: &Path,
+        control: PathBuf,
+        args: &[&std::ffi::OsStr],
+    ) -> Result<Self, BoardError> {
+        let mut command = Command::new(program);
+        command
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--control")
+            .arg(&control)
+            .args(args);
+        let daemon = Daemon::spawn(
+            command,
+            &state_dir.with_extension("log"),
+            Duration::from_secs(20),
+        )
+        .map_err(|e| BoardError::Emulator {
+            what: format!("starting the {what}"),
+            detail: e.to_string(),
+        })?;
+        Ok(Self {
+            what,
+            daemon,
+            control,
+            state_dir: state_dir.to_path_buf(),
+        })
+    }
+
+    fn control(&self, request: Value) -> Result<Value, BoardError> {
+        let failed = |what: String, e: &dyn std::fmt::Display| BoardError::Emulator {
+            what,
+            detail: e.to_string(),
+        };
+        let mut client = ControlClient::connect(&self.control, Duration::from_secs(60))
+            .map_err(|e| failed(format!("{} control socket", self.what), &e))?;
+        client
+            .request(&request)
+            .map_err(|e| failed(format!("{} control {request}", self.what), &e))
+    }
+}
+
 /// A Zymkey emulator daemon serving one module.
 #[derive(Debug)]
 pub struct ZymkeyModule {
-    daemon: Daemon,
-    control: PathBuf,
+    inner: EmulatorDaemon,
     guest: PathBuf,
-    state_dir: PathBuf,
 }
 
 impl ZymkeyModule {
@@ -55,29 +109,16 @@ impl ZymkeyModule {
         socket_dir: &Path,
     ) -> Result<Self, BoardError> {
         std::fs::create_dir_all(socket_dir).map_err(BoardError::io("creating", socket_dir))?;
-        let control = socket_dir.join("zk-control");
         let guest = socket_dir.join("zk-guest");
-        let mut command = Command::new(program);
-        command
-            .arg("--state-dir")
-            .arg(state_dir)
-            .arg("--control")
-            .arg(&control)
-            .arg("--guest-socket")
-            .arg(&guest);
-        let log = state_dir.with_extension("log");
-        let daemon = Daemon::spawn(command, &log, Duration::from_secs(20)).map_err(|e| {
-            BoardError::Emulator {
-                what: "starting the Zymkey emulator".into(),
-                detail: e.to_string(),
-            }
-        })?;
-        Ok(Self {
-            daemon,
-            control,
-            guest,
-            state_dir: state_dir.to_path_buf(),
-        })
+        let args = [std::ffi::OsStr::new("--guest-socket"), guest.as_os_str()];
+        let inner = EmulatorDaemon::start(
+            "Zymkey emulator",
+            program,
+            state_dir,
+            socket_dir.join("zk-control"),
+            &args,
+        )?;
+        Ok(Self { inner, guest })
     }
 
     /// The socket QEMU's virtio-serial port connects to.
@@ -87,22 +128,12 @@ impl ZymkeyModule {
 
     /// The module's state directory.
     pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+        &self.inner.state_dir
     }
 
     /// Sends one control request (see the zymkey-emu README) and returns its result.
     pub fn control(&self, request: Value) -> Result<Value, BoardError> {
-        let mut client =
-            ControlClient::connect(&self.control, Duration::from_secs(30)).map_err(|e| {
-                BoardError::Emulator {
-                    what: "Zymkey control socket".into(),
-                    detail: e.to_string(),
-                }
-            })?;
-        client.request(&request).map_err(|e| BoardError::Emulator {
-            what: format!("Zymkey control {request}"),
-            detail: e.to_string(),
-        })
+        self.inner.control(request)
     }
 
     /// Seats the module on a board: the host software will measure this board and card.
@@ -113,17 +144,15 @@ impl ZymkeyModule {
 
     /// Kills the daemon at once (a module that stops answering).
     pub fn kill(&mut self) {
-        self.daemon.kill();
+        self.inner.daemon.kill();
     }
 }
 
 /// A virtual FIDO2 token daemon (`virtual-fido`), reachable by QEMU's usb-redir device.
 #[derive(Debug)]
 pub struct VirtualToken {
-    daemon: Daemon,
-    control: PathBuf,
+    inner: EmulatorDaemon,
     usbredir: PathBuf,
-    state_dir: PathBuf,
 }
 
 impl VirtualToken {
@@ -141,31 +170,21 @@ impl VirtualToken {
         presence: &str,
     ) -> Result<Self, BoardError> {
         std::fs::create_dir_all(socket_dir).map_err(BoardError::io("creating", socket_dir))?;
-        let control = socket_dir.join("tok-control");
         let usbredir = socket_dir.join("tok-usb");
-        let mut command = Command::new(program);
-        command
-            .arg("--state-dir")
-            .arg(state_dir)
-            .arg("--control")
-            .arg(&control)
-            .arg("--usbredir-socket")
-            .arg(&usbredir)
-            .arg("--presence")
-            .arg(presence);
-        let log = state_dir.with_extension("log");
-        let daemon = Daemon::spawn(command, &log, Duration::from_secs(20)).map_err(|e| {
-            BoardError::Emulator {
-                what: "starting the virtual token".into(),
-                detail: e.to_string(),
-            }
-        })?;
-        Ok(Self {
-            daemon,
-            control,
-            usbredir,
-            state_dir: state_dir.to_path_buf(),
-        })
+        let args = [
+            std::ffi::OsStr::new("--usbredir-socket"),
+            usbredir.as_os_str(),
+            std::ffi::OsStr::new("--presence"),
+            std::ffi::OsStr::new(presence),
+        ];
+        let inner = EmulatorDaemon::start(
+            "virtual token",
+            program,
+            state_dir,
+            socket_dir.join("tok-control"),
+            &args,
+        )?;
+        Ok(Self { inner, usbredir })
     }
 
     /// The usb-redir socket QEMU connects to when the token is plugged.
@@ -175,26 +194,16 @@ impl VirtualToken {
 
     /// The token's state directory (copying its state file clones the token).
     pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+        &self.inner.state_dir
     }
 
     /// Sends one control request (see the virtual-fido README) and returns its result.
     pub fn control(&self, request: Value) -> Result<Value, BoardError> {
-        let mut client =
-            ControlClient::connect(&self.control, Duration::from_secs(60)).map_err(|e| {
-                BoardError::Emulator {
-                    what: "token control socket".into(),
-                    detail: e.to_string(),
-                }
-            })?;
-        client.request(&request).map_err(|e| BoardError::Emulator {
-            what: format!("token control {request}"),
-            detail: e.to_string(),
-        })
+        self.inner.control(request)
     }
 
     /// Kills the daemon at once.
     pub fn kill(&mut self) {
-        self.daemon.kill();
+        self.inner.daemon.kill();
     }
 }

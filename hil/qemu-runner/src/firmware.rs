@@ -1,9 +1,12 @@
 //! The Pi boot firmware, played by the harness: `config.txt` and `cmdline.txt` from the card's
-//! boot partition decide what boots. [`BootVerifier`] is where signed boot plugs in.
+//! boot partition decide what boots ([`UnsignedFirmware`]), or, with secure boot on
+//! ([`SignedFirmware`]), the same files read from inside a verified `boot.img`.
 
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use card::Card;
+use card::{Card, CardError};
+use keybound_vendor::boot::{BootPublicKey, BootSig, MAX_SIG_FILE};
 
 /// What the firmware decided to boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,40 +83,114 @@ fn parse_config(text: &str) -> Config {
     config
 }
 
+/// Plans a boot from a set of boot files (`read` returns one by name): `config.txt` (optional),
+/// the kernel and cmdline it names (defaults `kernel8.img`, `cmdline.txt`), its initramfs.
+fn plan_from(
+    mut read: impl FnMut(&str) -> Result<Vec<u8>, CardError>,
+    dir: &Path,
+) -> Result<BootPlan, FirmwareError> {
+    let config = match read("config.txt") {
+        Ok(bytes) => parse_config(&String::from_utf8_lossy(&bytes)),
+        Err(CardError::NoSuchBootFile(_)) => Config::default(),
+        Err(e) => return Err(e.into()),
+    };
+    let kernel_name = config.kernel.unwrap_or_else(|| "kernel8.img".into());
+    let cmdline_name = config.cmdline.unwrap_or_else(|| "cmdline.txt".into());
+    let write = |name: &str, bytes: &[u8]| -> Result<PathBuf, FirmwareError> {
+        let path = dir.join(name.replace('/', "_"));
+        std::fs::write(&path, bytes).map_err(|e| FirmwareError::Io(path.clone(), e))?;
+        Ok(path)
+    };
+    let kernel = write("kernel", &read(&kernel_name)?)?;
+    let initramfs = match &config.initramfs {
+        Some(name) => Some(write("initramfs", &read(name)?)?),
+        None => None,
+    };
+    let cmdline_bytes = read(&cmdline_name)?;
+    let cmdline = String::from_utf8_lossy(&cmdline_bytes)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let mut files = vec!["config.txt".to_string(), kernel_name, cmdline_name];
+    files.extend(config.initramfs);
+    Ok(BootPlan {
+        kernel,
+        initramfs,
+        cmdline,
+        files,
+    })
+}
+
 impl BootVerifier for UnsignedFirmware {
     fn plan(&self, card: &Card, dir: &Path) -> Result<BootPlan, FirmwareError> {
-        let config = match card.read_boot_file("config.txt") {
-            Ok(bytes) => parse_config(&String::from_utf8_lossy(&bytes)),
-            Err(card::CardError::NoSuchBootFile(_)) => Config::default(),
-            Err(e) => return Err(e.into()),
-        };
-        let kernel_name = config.kernel.unwrap_or_else(|| "kernel8.img".into());
-        let cmdline_name = config.cmdline.unwrap_or_else(|| "cmdline.txt".into());
-        let write = |name: &str, bytes: &[u8]| -> Result<PathBuf, FirmwareError> {
-            let path = dir.join(name.replace('/', "_"));
-            std::fs::write(&path, bytes).map_err(|e| FirmwareError::Io(path.clone(), e))?;
-            Ok(path)
-        };
-        let kernel = write("kernel", &card.read_boot_file(&kernel_name)?)?;
-        let initramfs = match &config.initramfs {
-            Some(name) => Some(write("initramfs", &card.read_boot_file(name)?)?),
-            None => None,
-        };
-        let cmdline_bytes = card.read_boot_file(&cmdline_name)?;
-        let cmdline = String::from_utf8_lossy(&cmdline_bytes)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        let mut files = vec!["config.txt".to_string(), kernel_name, cmdline_name];
-        files.extend(config.initramfs);
-        Ok(BootPlan {
-            kernel,
-            initramfs,
-            cmdline,
-            files,
-        })
+        plan_from(|name| card.read_boot_file(name), dir)
+    }
+}
+
+/// The firmware with Raspberry Pi secure boot on (Pi 4/CM4/Pi 5): the boot ROM reads only
+/// `boot.img` and `boot.sig` from the boot partition, boots only if the signature verifies
+/// against the board's key (RSA-2048, PKCS#1 v1.5 over SHA-256, `rpi-eeprom-digest` format),
+/// and then takes config.txt, cmdline, kernel and initramfs from inside `boot.img` only.
+#[derive(Debug, Clone)]
+pub struct SignedFirmware {
+    /// The key the board's OTP was programmed with.
+    pub public_key: BootPublicKey,
+}
+
+impl SignedFirmware {
+    /// Secure boot with `public_key` burnt into the board.
+    pub fn new(public_key: BootPublicKey) -> Self {
+        Self { public_key }
+    }
+
+    /// Reads one of the two files the ROM looks at; absent is a refusal.
+    fn read(card: &Card, name: &str) -> Result<Vec<u8>, FirmwareError> {
+        match card.read_boot_file(name) {
+            Ok(bytes) => Ok(bytes),
+            Err(CardError::NoSuchBootFile(_)) => Err(FirmwareError::Refused(format!(
+                "secure boot: no {name} on the boot partition"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl BootVerifier for SignedFirmware {
+    fn plan(&self, card: &Card, dir: &Path) -> Result<BootPlan, FirmwareError> {
+        let mut image = Self::read(card, "boot.img")?;
+        let sig_bytes = Self::read(card, "boot.sig")?;
+        if sig_bytes.len() > MAX_SIG_FILE {
+            return Err(FirmwareError::Refused(
+                "secure boot: boot.sig is too large".into(),
+            ));
+        }
+        let sig = BootSig::parse(&sig_bytes)
+            .map_err(|e| FirmwareError::Refused(format!("secure boot: {e}")))?;
+        sig.verify(&self.public_key, &image)
+            .map_err(|e| FirmwareError::Refused(format!("secure boot: {e}")))?;
+        // Verified: from here on only the image's contents count.
+        let mut plan = plan_from(
+            |name| {
+                card::boot_fs::read(Cursor::new(image.as_mut_slice()), name).map_err(|e| match e {
+                    CardError::NoSuchBootFile(n) => CardError::NoSuchBootFile(format!("boot.img:{n}")),
+                    other => other,
+                })
+            },
+            dir,
+        )
+        .map_err(|e| match e {
+            FirmwareError::Card(CardError::NoSuchBootFile(name)) => FirmwareError::Refused(
+                format!("secure boot: the signed image has no {name}"),
+            ),
+            other => other,
+        })?;
+        plan.files = ["boot.img".to_string(), "boot.sig".to_string()]
+            .into_iter()
+            .chain(plan.files.iter().map(|f| format!("boot.img:{f}")))
+            .collect();
+        Ok(plan)
     }
 }
 

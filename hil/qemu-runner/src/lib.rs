@@ -10,5 +10,5 @@ mod qmp;
 
 pub use args::MachineArgs;
 pub use emulators::{VirtualToken, ZymkeyModule, host_tool};
-pub use firmware::{BootPlan, BootVerifier, FirmwareError, UnsignedFirmware};
+pub use firmware::{BootPlan, BootVerifier, FirmwareError, SignedFirmware, UnsignedFirmware};
 pub use qemu_board::{QemuBoard, QemuBoardConfig};

@@ -6,30 +6,9 @@ use std::time::Duration;
 use board::Board;
 use board::ssh::{Login, login};
 use card::Card;
-use guest_image::{BuiltImage, Profile, Progress};
 use qemu_runner::{QemuBoard, QemuBoardConfig};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn image() -> BuiltImage {
-    guest_image::build_all(&repo(), Profile::Test, false, &Progress::hidden())
-        .expect("building the guest image")
-}
-
-/// A powered-off board with a fresh card (an overlay over the image) in a temporary directory.
-fn board(image: &BuiltImage, name: &str, dir: &Path) -> QemuBoard {
-    let mut config = QemuBoardConfig::new(name, dir.join(name), image.manifest.host_key.clone());
-    config.maintenance_key = Some(guest_image::maintenance_key(&repo()));
-    let mut board = QemuBoard::new(config).unwrap();
-    let card = Card::overlay(&image.card, "raw", dir.join(format!("{name}-card.qcow2"))).unwrap();
-    board.insert_card(card).unwrap();
-    board
-}
+use board_kit::{board, test_image as image};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 

@@ -3,42 +3,11 @@
 //! their verification on, enrolled by pamu2fcfg, and gone after unplug.
 //! Needs the host-built `virtual-fido` daemon (built by `cargo nextest run --workspace`).
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use board::Board;
-use card::Card;
-use guest_image::{BuiltImage, Profile, Progress};
-use qemu_runner::{QemuBoard, QemuBoardConfig, VirtualToken};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn image() -> BuiltImage {
-    guest_image::build_all(&repo(), Profile::Test, false, &Progress::hidden())
-        .expect("building the guest image")
-}
-
-fn booted_board(image: &BuiltImage, name: &str, dir: &Path) -> QemuBoard {
-    let mut config = QemuBoardConfig::new(name, dir.join(name), image.manifest.host_key.clone());
-    config.maintenance_key = Some(guest_image::maintenance_key(&repo()));
-    let mut board = QemuBoard::new(config).unwrap();
-    board
-        .insert_card(
-            Card::overlay(&image.card, "raw", dir.join(format!("{name}-card.qcow2"))).unwrap(),
-        )
-        .unwrap();
-    board.power_on().unwrap();
-    board
-        .console()
-        .expect("keybound-guest: sshd ready", Duration::from_secs(90))
-        .unwrap();
-    board
-}
+use board_kit::{board, boot, test_image as image};
+use qemu_runner::{QemuBoard, VirtualToken};
 
 /// Polls the guest until `fido2-token -L` lists (or stops listing) a device.
 fn wait_listed(board: &QemuBoard, present: bool) -> String {
@@ -75,7 +44,8 @@ fn qemu_token_plugs_as_usb_hid_and_libfido2_tools_verify_it() {
     let dir = tempfile::tempdir().unwrap();
     let sockets = tempfile::Builder::new().prefix("tok-").tempdir().unwrap();
     let token = VirtualToken::start(&dir.path().join("token"), sockets.path(), "accept").unwrap();
-    let mut board = booted_board(&image, "pi", dir.path());
+    let mut board = board(&image, "pi", dir.path());
+    boot(&mut board);
     assert!(
         !wait_listed(&board, false).contains("/dev/hidraw"),
         "no token before the plug"

@@ -1,0 +1,530 @@
+//! keybound-init on a sealed LUKS2 root in a QEMU guest: the card's root is encrypted in place on
+//! the host (`cryptsetup reencrypt --encrypt --reduce-device-size`, offline on the partition
+//! image) and enrolled with sealed-root against the board's emulated Zymkey, then booted.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use board::Board;
+use card::Card;
+use guest_image::{BuiltImage, Profile, Progress};
+use qemu_runner::{QemuBoard, QemuBoardConfig, ZymkeyModule};
+use sealed_root::{BoardProfile, RecoveryKdf, VolumeKey};
+use serde_json::json;
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+const MARKER: &str = "written-before-sealing-4711";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn image() -> BuiltImage {
+    guest_image::build_all(&repo(), Profile::Test, false, &Progress::hidden())
+        .expect("building the guest image")
+}
+
+/// A host-built harness artifact next to the test binary (builds its package if absent).
+fn host_artifact(package: &str, file: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let find = || {
+        exe.ancestors()
+            .skip(1)
+            .take(2)
+            .map(|d| d.join(file))
+            .find(|p| p.is_file())
+    };
+    if let Some(p) = find() {
+        return p;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-p", package])
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build -p {package}");
+    find().unwrap_or_else(|| panic!("{file} after building {package}"))
+}
+
+fn zymkey_module(dir: &Path, name: &str) -> (ZymkeyModule, tempfile::TempDir) {
+    static EMU: OnceLock<PathBuf> = OnceLock::new();
+    let program = EMU.get_or_init(|| host_artifact("zymkey-emu", "zymkey-emu"));
+    let sockets = tempfile::Builder::new().prefix("zk-").tempdir().unwrap();
+    let module = ZymkeyModule::start_program(program, &dir.join(name), sockets.path()).unwrap();
+    (module, sockets)
+}
+
+/// The production client on the host, talking to `module` over its guest socket.
+fn host_zymkey(module: &ZymkeyModule) -> zymkey::Zymkey {
+    static LIB: OnceLock<zymkey::Library> = OnceLock::new();
+    let lib = LIB.get_or_init(|| {
+        zymkey::Library::load_from(host_artifact("zk-app-utils", "libzk_app_utils.so")).unwrap()
+    });
+    // SAFETY: the tests of this binary set the variable only here, right before zkOpen, and
+    // run one at a time per process (nextest runs each test in its own process).
+    unsafe { std::env::set_var("KEYBOUND_ZK_SOCKET", module.guest_socket()) };
+    zymkey::Zymkey::open(lib).unwrap()
+}
+
+fn board(image: &BuiltImage, name: &str, dir: &Path, module: &ZymkeyModule) -> QemuBoard {
+    let mut config = QemuBoardConfig::new(name, dir.join(name), image.manifest.host_key.clone());
+    config.maintenance_key = Some(guest_image::maintenance_key(&repo()));
+    config.zymkey_socket = Some(module.guest_socket().to_path_buf());
+    let mut board = QemuBoard::new(config).unwrap();
+    board
+        .insert_card(
+            Card::overlay(&image.card, "raw", dir.join(format!("{name}-card.qcow2"))).unwrap(),
+        )
+        .unwrap();
+    board
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Encrypts the ext4 image `root` in place (shrink, reencrypt with a 32 MiB header room) under a
+/// fresh volume key, with a temporary passphrase keyslot that the caller removes after enrolling.
+fn encrypt_in_place(root: &Path, dir: &Path) -> VolumeKey {
+    let size = std::fs::metadata(root).unwrap().len();
+    run(Command::new("e2fsck").arg("-fy").arg(root));
+    run(Command::new("resize2fs")
+        .arg(root)
+        .arg(format!("{}K", (size - (32 << 20)) / 1024)));
+    let vk = VolumeKey::generate(BoardProfile::AesXts.key_bytes()).unwrap();
+    let vk_file = dir.join("vk.bin");
+    let pass_file = dir.join("temp-pass");
+    std::fs::write(&vk_file, vk.expose_secret()).unwrap();
+    std::fs::write(&pass_file, b"temporary-provisioning-passphrase").unwrap();
+    run(Command::new("cryptsetup")
+        .args(["reencrypt", "--encrypt", "--type", "luks2", "--batch-mode"])
+        .args(["--cipher", "aes-xts-plain64", "--key-size", "512"])
+        .args(["--reduce-device-size", "32M", "--resilience", "checksum"])
+        .args(["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"])
+        .arg("--volume-key-file")
+        .arg(&vk_file)
+        .arg("--key-file")
+        .arg(&pass_file)
+        .arg(root));
+    std::fs::remove_file(&vk_file).unwrap();
+    vk
+}
+
+/// Seals the card in `board`'s slot to `module`: marker written, root encrypted in place,
+/// enrolled (Zymkey slot + recovery slot to a vendor key), temporary slot removed.
+fn seal_card(board: &QemuBoard, module: &ZymkeyModule, dir: &Path) -> PathBuf {
+    let card = board.card().unwrap();
+    let layout = card.layout().unwrap();
+    let root = dir.join("root.img");
+    card.read_range(layout.root, &root).unwrap();
+    let marker = dir.join("marker");
+    std::fs::write(&marker, MARKER).unwrap();
+    run(Command::new("debugfs")
+        .arg("-w")
+        .arg("-R")
+        .arg(format!("write {} /root/sealed-marker", marker.display()))
+        .arg(&root));
+    let vk = encrypt_in_place(&root, dir);
+    let vendor = age::x25519::Identity::generate().to_public();
+    let zk = host_zymkey(module);
+    sealed_root::enroll(&root, &vk, &zk, &vendor, RecoveryKdf::ReducedForTests).unwrap();
+    run(Command::new("cryptsetup")
+        .args(["luksKillSlot", "--batch-mode"])
+        .arg(&root)
+        .arg("0"));
+    card.write_range(layout.root, &root).unwrap();
+    root
+}
+
+fn attach(module: &ZymkeyModule, board: &QemuBoard) {
+    module
+        .attach(&board.config().board_serial, board.card().unwrap().serial())
+        .unwrap();
+}
+
+/// Types shell arithmetic on the console; a shell would print 42Z.
+fn assert_no_shell_on_console(board: &QemuBoard) {
+    let mark = board.console().mark();
+    let _ = board.console().send("echo $((6*7))Z\n");
+    match board
+        .console()
+        .expect_after(mark, "42Z", Duration::from_secs(5))
+    {
+        Err(board::BoardError::ExpectTimeout { .. } | board::BoardError::ConsoleClosed { .. }) => {}
+        other => panic!("a shell answered on the console: {other:?}"),
+    }
+}
+
+/// The console shows exactly this failure line, once.
+fn assert_failure_line(board: &QemuBoard, want: &str) {
+    let sealed_lines = || -> Vec<String> {
+        board
+            .console()
+            .lines()
+            .into_iter()
+            .map(|l| l.text)
+            .filter(|t| t.contains("keybound: sealed:"))
+            .collect()
+    };
+    // The line is complete once its newline arrived.
+    for _ in 0..50 {
+        if !sealed_lines().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lines = sealed_lines();
+    assert_eq!(lines.len(), 1, "{}", board.console().tail(30));
+    assert_eq!(lines[0].trim(), want, "{}", board.console().tail(30));
+}
+
+fn wait_powered_off(board: &mut QemuBoard) {
+    for _ in 0..200 {
+        if !board.is_powered() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the board did not power off: {}", board.console().tail(20));
+}
+
+#[test]
+fn qemu_sealed_root_unlocks_with_its_zymkey_and_keeps_the_data() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let (module, _s) = zymkey_module(dir.path(), "module");
+    let mut board = board(&image, "sealed", dir.path(), &module);
+    attach(&module, &board);
+    seal_card(&board, &module, dir.path());
+
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound-init: unlocking the sealed root", BOOT_TIMEOUT)
+        .unwrap();
+    board
+        .console()
+        .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap();
+    let mounts = board.maintenance_exec("cat /proc/mounts").unwrap();
+    let root_line = mounts.lines().find(|l| l.split(' ').nth(1) == Some("/"));
+    assert!(
+        root_line.is_some_and(
+            |l| l.starts_with("/dev/mapper/keybound-root ") || l.starts_with("/dev/dm-")
+        ),
+        "root is not the dm-crypt mapping: {mounts}"
+    );
+    let table = board
+        .maintenance_exec("cat /sys/block/dm-0/dm/name /sys/block/dm-0/dm/uuid")
+        .unwrap();
+    assert!(
+        table.contains("keybound-root") && table.contains("CRYPT-LUKS2"),
+        "{table}"
+    );
+    let marker = board.maintenance_exec("cat /root/sealed-marker").unwrap();
+    assert_eq!(marker.trim(), MARKER);
+    // Figures for the notes (measured, not asserted): console time since power on.
+    let lines = board.console().lines();
+    let at = |p: &str| lines.iter().find(|l| l.text.contains(p)).map(|l| l.at);
+    eprintln!(
+        "figures: keybound-init start {:?}, unlock start {:?}, root mounted {:?}",
+        at("keybound-init: start"),
+        at("keybound-init: unlocking"),
+        at("keybound-init: root mounted")
+    );
+    board.power_cut().unwrap();
+}
+
+#[test]
+fn qemu_sealed_card_on_another_zymkey_powers_off_without_a_shell() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let (module, _s) = zymkey_module(dir.path(), "module");
+    let mut board = board(&image, "thief", dir.path(), &module);
+    attach(&module, &board);
+    seal_card(&board, &module, dir.path());
+
+    // The same card on a board carrying another module, bound in production mode.
+    let (other, _s2) = zymkey_module(dir.path(), "other");
+    attach(&other, &board);
+    other.control(json!({"cmd": "cut-tab"})).unwrap();
+    board
+        .set_zymkey_socket(Some(other.guest_socket().to_path_buf()))
+        .unwrap();
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound: sealed:", BOOT_TIMEOUT)
+        .unwrap();
+    assert_failure_line(
+        &board,
+        "keybound: sealed: sealed blob refused by the zymkey: locked by another module",
+    );
+    assert_no_shell_on_console(&board);
+    wait_powered_off(&mut board);
+}
+
+#[test]
+fn qemu_swapped_root_with_a_copied_token_fails_the_volume_check() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let (module, _s) = zymkey_module(dir.path(), "module");
+    let mut board = board(&image, "swap", dir.path(), &module);
+    attach(&module, &board);
+    let root = seal_card(&board, &module, dir.path());
+
+    // The attacker's volume: another LUKS2 volume (another key, another UUID) given a keyslot
+    // the unsealed secret opens (as if the secret had leaked) and a copy of the token.
+    let zk = host_zymkey(&module);
+    let unsealed = sealed_root::unseal(&root, &zk).unwrap();
+    let tokens = sealed_root::read_tokens(&root).unwrap();
+    let (_, token) = tokens.zymkey.unwrap();
+    let fake_dir = dir.path().join("fake");
+    std::fs::create_dir_all(&fake_dir).unwrap();
+    let fake = fake_dir.join("root.img");
+    std::fs::copy(dir.path().join("root.img"), &fake).unwrap();
+    // Start from the plain filesystem again: overwrite with a fresh ext4 of the same size.
+    let size = std::fs::metadata(&fake).unwrap().len();
+    std::fs::write(&fake, b"").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&fake)
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    run(Command::new("mkfs.ext4").arg("-qF").arg(&fake));
+    let _fake_vk = encrypt_in_place(&fake, &fake_dir);
+    let secret = fake_dir.join("secret");
+    std::fs::write(&secret, unsealed.passphrase()).unwrap();
+    run(Command::new("cryptsetup")
+        .args(["luksAddKey", "--batch-mode", "--pbkdf", "pbkdf2"])
+        .args(["--pbkdf-force-iterations", "1000"])
+        .arg("--key-file")
+        .arg(fake_dir.join("temp-pass"))
+        .arg("--new-keyfile")
+        .arg(&secret)
+        .arg("--new-key-slot")
+        .arg(token.keyslot.to_string())
+        .arg(&fake));
+    std::fs::remove_file(&secret).unwrap();
+    let token_file = fake_dir.join("token.json");
+    std::fs::write(&token_file, token.to_json().to_string()).unwrap();
+    run(Command::new("cryptsetup")
+        .args(["token", "import", "--json-file"])
+        .arg(&token_file)
+        .arg(&fake));
+    let card = board.card().unwrap();
+    card.write_range(card.layout().unwrap().root, &fake)
+        .unwrap();
+
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound: sealed:", BOOT_TIMEOUT)
+        .unwrap();
+    assert_failure_line(&board, "keybound: sealed: volume check failed");
+    assert_no_shell_on_console(&board);
+    wait_powered_off(&mut board);
+}
+
+/// Provisioning in the guest: `keybound provision` writes the plan, the next boot encrypts root
+/// in place, enrols the board's Zymkey and the vendor's recovery slot, and boots the sealed
+/// root with the data intact; the vendor's tool then opens the card offline with the recovery
+/// secret decrypted from the card image alone.
+#[test]
+fn qemu_provision_in_place_then_boot_sealed_and_vendor_recovery() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let (module, _s) = zymkey_module(dir.path(), "module");
+    let mut board = board(&image, "prov", dir.path(), &module);
+    attach(&module, &board);
+    let vendor = age::x25519::Identity::generate();
+    let recipient = vendor.to_public().to_string();
+
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap();
+    let dry = board
+        .maintenance_exec(&format!(
+            "keybound provision --recipient {recipient} --profile pi5 --dry-run"
+        ))
+        .unwrap();
+    assert!(
+        dry.contains("mode=in-place") && dry.contains(&recipient),
+        "{dry}"
+    );
+    let out = board
+        .maintenance_exec(&format!(
+            "echo {MARKER} > /root/provision-marker && keybound provision --recipient {recipient} --profile pi5 2>&1; echo exit=$?; sync"
+        ))
+        .unwrap();
+    assert!(out.contains("exit=0"), "{out}");
+    board.power_cut().unwrap();
+
+    board.power_on().unwrap();
+    let mark = board.console().mark();
+    board
+        .console()
+        .expect(
+            "keybound-init: provisioning: encrypting root in place",
+            BOOT_TIMEOUT,
+        )
+        .unwrap();
+    board
+        .console()
+        .expect_after(
+            mark,
+            "keybound-init: provisioning: done",
+            Duration::from_secs(900),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    board
+        .console()
+        .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap();
+    let status = board.maintenance_exec("keybound status").unwrap();
+    assert!(status.contains("encrypted root"), "{status}");
+    let marker = board
+        .maintenance_exec("cat /root/provision-marker")
+        .unwrap();
+    assert_eq!(marker.trim(), MARKER);
+    board.power_cut().unwrap();
+
+    // The next boot needs no plan: unlocked by the Zymkey alone.
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound-init: unlocking the sealed root", BOOT_TIMEOUT)
+        .unwrap();
+    board
+        .console()
+        .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap();
+    board.power_cut().unwrap();
+
+    // Vendor recovery at the desk: the card image and the identity are enough.
+    let raw = dir.path().join("card.raw");
+    board.card().unwrap().export_raw(&raw).unwrap();
+    let identity = dir.path().join("vendor.key");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&identity, vendor.to_string().expose_secret()).unwrap();
+    }
+    let vendor_tool = host_artifact("keybound-vendor", "keybound-vendor");
+    let secret = run(Command::new(vendor_tool)
+        .arg("recovery-secret")
+        .arg("--card")
+        .arg(&raw)
+        .arg("--identity")
+        .arg(&identity));
+    let secret = secret.trim();
+    assert_eq!(secret.len(), 79, "typable recovery secret");
+    let card = board.card().unwrap();
+    let root = dir.path().join("sealed-root.img");
+    card.read_range(card.layout().unwrap().root, &root).unwrap();
+    let key = dir.path().join("recovery");
+    std::fs::write(&key, secret).unwrap();
+    run(Command::new("cryptsetup")
+        .args(["open", "--test-passphrase", "--key-file"])
+        .arg(&key)
+        .arg(&root));
+    // A wrong secret is refused by the same check (the check can fail).
+    std::fs::write(&key, secret.replace(|c: char| c.is_ascii_digit(), "0")).unwrap();
+    let wrong = Command::new("cryptsetup")
+        .args(["open", "--test-passphrase", "--key-file"])
+        .arg(&key)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(!wrong.success());
+    // The whole card holds none of the secrets — sealed secret, volume key, recovery secret —
+    // raw, hex or base64; the same search finds a planted copy.
+    std::fs::write(&key, secret).unwrap();
+    let dump = run(Command::new("cryptsetup")
+        .args([
+            "luksDump",
+            "--dump-volume-key",
+            "--batch-mode",
+            "--key-file",
+        ])
+        .arg(&key)
+        .arg(&root));
+    let volume_key = parse_volume_key_dump(&dump);
+    assert_eq!(volume_key.len(), 64, "{}", dump.lines().count());
+    let sealed = sealed_root::unseal(&root, &host_zymkey(&module)).unwrap();
+    let secrets: [(&str, Vec<u8>); 3] = [
+        ("sealed secret", sealed.passphrase().to_vec()),
+        ("volume key", volume_key),
+        ("recovery secret", secret.as_bytes().to_vec()),
+    ];
+    let card_bytes = std::fs::read(&raw).unwrap();
+    for (what, bytes) in &secrets {
+        let forms = encodings(bytes);
+        let search = searcher(&forms);
+        assert!(!search.is_match(&card_bytes), "the {what} is on the card");
+        for form in &forms {
+            let mut planted = card_bytes[..1 << 20].to_vec();
+            planted[4096..4096 + form.len()].copy_from_slice(form);
+            assert!(search.is_match(&planted), "the search finds a planted copy");
+        }
+    }
+}
+
+/// The volume key from `cryptsetup luksDump --dump-volume-key` (hex, over several lines).
+fn parse_volume_key_dump(dump: &str) -> Vec<u8> {
+    let start = dump
+        .find("MK dump:")
+        .or_else(|| dump.find("VK dump:"))
+        .unwrap();
+    let hex: String = dump[start + 8..]
+        .split_whitespace()
+        .take_while(|t| t.len() == 2 && t.chars().all(|c| c.is_ascii_hexdigit()))
+        .collect();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// A secret as raw bytes, lower and upper hex, and base64 (standard, both paddings).
+fn encodings(bytes: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        bytes.to_vec(),
+        hex.clone().into_bytes(),
+        hex.to_uppercase().into_bytes(),
+        base64::engine::general_purpose::STANDARD
+            .encode(bytes)
+            .into_bytes(),
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode(bytes)
+            .into_bytes(),
+    ]
+}
+
+/// One pass over the card for every form of a secret.
+fn searcher(forms: &[Vec<u8>]) -> regex::bytes::Regex {
+    let alternatives: Vec<String> = forms
+        .iter()
+        .map(|f| f.iter().map(|b| format!("\\x{b:02x}")).collect())
+        .collect();
+    regex::bytes::RegexBuilder::new(&format!("(?-u:{})", alternatives.join("|")))
+        .size_limit(1 << 26)
+        .build()
+        .unwrap()
+}
