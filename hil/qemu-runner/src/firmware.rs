@@ -6,7 +6,9 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use card::{Card, CardError};
-use keybound_vendor::boot::{BootPublicKey, BootSig, MAX_SIG_FILE};
+use keybound_vendor::boot::{
+    BootError, BootFiles, BootKey, BootPublicKey, BootSig, MAX_SIG_FILE, build_boot_img,
+};
 
 /// What the firmware decided to boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,16 +176,18 @@ impl BootVerifier for SignedFirmware {
         let mut plan = plan_from(
             |name| {
                 card::boot_fs::read(Cursor::new(image.as_mut_slice()), name).map_err(|e| match e {
-                    CardError::NoSuchBootFile(n) => CardError::NoSuchBootFile(format!("boot.img:{n}")),
+                    CardError::NoSuchBootFile(n) => {
+                        CardError::NoSuchBootFile(format!("boot.img:{n}"))
+                    }
                     other => other,
                 })
             },
             dir,
         )
         .map_err(|e| match e {
-            FirmwareError::Card(CardError::NoSuchBootFile(name)) => FirmwareError::Refused(
-                format!("secure boot: the signed image has no {name}"),
-            ),
+            FirmwareError::Card(CardError::NoSuchBootFile(name)) => {
+                FirmwareError::Refused(format!("secure boot: the signed image has no {name}"))
+            }
             other => other,
         })?;
         plan.files = ["boot.img".to_string(), "boot.sig".to_string()]
@@ -194,9 +198,167 @@ impl BootVerifier for SignedFirmware {
     }
 }
 
+/// Why a card's boot files could not be signed onto it.
+#[derive(Debug, thiserror::Error)]
+pub enum SignCardError {
+    /// The card could not be read or written.
+    #[error(transparent)]
+    Card(#[from] CardError),
+    /// The boot image could not be built or signed.
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// A temporary file could not be made.
+    #[error("temporary boot partition: {0}")]
+    Io(std::io::Error),
+}
+
+/// The vendor's desk, for a test card: builds `boot.img` from the card's boot files (as
+/// `keybound-vendor sign` does from a boot directory), signs it with `key` stamped `ts`, and
+/// writes `boot.img` and `boot.sig` onto the card's boot partition beside the originals.
+pub fn sign_card(card: &Card, key: &BootKey, ts: u64) -> Result<(), SignCardError> {
+    let tmp = tempfile::NamedTempFile::new().map_err(SignCardError::Io)?;
+    let layout = card.export_boot_partition(tmp.path())?;
+    let mut part = tmp.reopen().map_err(SignCardError::Io)?;
+    let available = card::boot_fs::list(&mut part)?;
+    let files = BootFiles::select(&available, |name| card::boot_fs::read(&mut part, name))?;
+    let image = build_boot_img(&files)?;
+    let sig = BootSig::sign(key, &image, ts)?;
+    card::boot_fs::write(&mut part, "boot.img", &image)?;
+    card::boot_fs::write(&mut part, "boot.sig", sig.to_text().as_bytes())?;
+    drop(part);
+    card.write_range(layout.boot, tmp.path())?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keybound_vendor::boot::{BootFiles, BootKey, build_boot_img};
+    use std::io::{Seek, SeekFrom, Write};
+    use std::sync::OnceLock;
+
+    fn vendor_key() -> &'static BootKey {
+        static KEY: OnceLock<BootKey> = OnceLock::new();
+        KEY.get_or_init(|| BootKey::generate().unwrap())
+    }
+
+    const CONFIG: &[u8] = b"kernel=kernel8.img\ninitramfs initramfs8 followkernel\n";
+
+    /// A card (qcow2 overlay over a sparse raw image) whose 96 MiB boot partition holds a Pi's
+    /// boot files and, when `signed`, a boot.img + boot.sig signed with [`vendor_key`].
+    fn card(dir: &Path, signed: bool) -> Card {
+        let layout = card::CardLayout::plan(0x0b00_7123, 96, 1 << 20);
+        let boot_part = dir.join("boot.part");
+        let files: [(&str, &[u8]); 4] = [
+            ("config.txt", CONFIG),
+            ("cmdline.txt", b"console=ttyAMA0 signed\n"),
+            ("kernel8.img", b"KERNEL"),
+            ("initramfs8", b"INITRAMFS"),
+        ];
+        {
+            let mut part = std::fs::File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&boot_part)
+                .unwrap();
+            part.set_len(layout.boot.size).unwrap();
+            let mut all: Vec<(&str, &[u8])> = files.to_vec();
+            let (img, sig);
+            if signed {
+                let available: Vec<String> = files.iter().map(|(n, _)| n.to_string()).collect();
+                let picked = BootFiles::select(&available, |name| {
+                    Ok::<_, keybound_vendor::boot::BootError>(
+                        files.iter().find(|(n, _)| *n == name).unwrap().1.to_vec(),
+                    )
+                })
+                .unwrap();
+                img = build_boot_img(&picked).unwrap();
+                sig = BootSig::sign(vendor_key(), &img, 1_764_000_000)
+                    .unwrap()
+                    .to_text();
+                all.push(("boot.img", &img));
+                all.push(("boot.sig", sig.as_bytes()));
+            }
+            card::boot_fs::format(&mut part, &all).unwrap();
+        }
+        let raw = dir.join("base.img");
+        let mut file = std::fs::File::create(&raw).unwrap();
+        file.set_len(layout.card_size()).unwrap();
+        layout.write_mbr(&mut file).unwrap();
+        file.seek(SeekFrom::Start(layout.boot.offset)).unwrap();
+        file.write_all(&std::fs::read(&boot_part).unwrap()).unwrap();
+        drop(file);
+        Card::overlay(&raw, "raw", dir.join("card.qcow2")).unwrap()
+    }
+
+    fn firmware() -> SignedFirmware {
+        SignedFirmware::new(vendor_key().public_key())
+    }
+
+    fn refusal(result: Result<BootPlan, FirmwareError>) -> String {
+        match result {
+            Err(FirmwareError::Refused(reason)) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn signed_firmware_boots_only_what_is_inside_a_verified_boot_img() {
+        let tmp = tempfile::tempdir().unwrap();
+        let card = card(tmp.path(), true);
+        // Edits beside boot.img: an attacker's cmdline.txt and kernel.
+        card.write_boot_file("cmdline.txt", b"console=ttyAMA0 init=/bin/sh\n")
+            .unwrap();
+        card.write_boot_file("kernel8.img", b"EVIL").unwrap();
+        let plan = firmware().plan(&card, tmp.path()).unwrap();
+        assert_eq!(plan.cmdline, "console=ttyAMA0 signed");
+        assert_eq!(std::fs::read(&plan.kernel).unwrap(), b"KERNEL");
+        assert_eq!(
+            std::fs::read(plan.initramfs.as_ref().unwrap()).unwrap(),
+            b"INITRAMFS"
+        );
+        assert_eq!(plan.files[..2], ["boot.img", "boot.sig"]);
+        assert!(plan.files.contains(&"boot.img:cmdline.txt".to_string()));
+        // The unsigned firmware honours the edit (the risk row).
+        let unsigned = UnsignedFirmware.plan(&card, tmp.path()).unwrap();
+        assert_eq!(unsigned.cmdline, "console=ttyAMA0 init=/bin/sh");
+    }
+
+    #[test]
+    fn signed_firmware_refuses_missing_changed_or_foreign_images() {
+        let tmp = tempfile::tempdir().unwrap();
+        let unsigned_card = card(&subdir(tmp.path(), "a"), false);
+        let reason = refusal(firmware().plan(&unsigned_card, tmp.path()));
+        assert_eq!(reason, "secure boot: no boot.img on the boot partition");
+
+        let card = card(&subdir(tmp.path(), "b"), true);
+        let mut img = card.read_boot_file("boot.img").unwrap();
+        let sig = card.read_boot_file("boot.sig").unwrap();
+        // A foreign key (another vendor's board) refuses the genuine image.
+        let stranger = SignedFirmware::new(BootKey::generate().unwrap().public_key());
+        assert!(refusal(stranger.plan(&card, tmp.path())).contains("does not verify"));
+        // One flipped byte in boot.img.
+        let last = img.len() - 1;
+        img[last] ^= 0x80;
+        card.write_boot_file("boot.img", &img).unwrap();
+        assert!(refusal(firmware().plan(&card, tmp.path())).contains("does not match the sha256"));
+        // The attacker restates the digest: the signature still fails.
+        let mut forged = BootSig::parse(&sig).unwrap();
+        forged.digest = BootSig::sign(vendor_key(), &img, 0).unwrap().digest;
+        card.write_boot_file("boot.sig", forged.to_text().as_bytes())
+            .unwrap();
+        assert!(refusal(firmware().plan(&card, tmp.path())).contains("does not verify"));
+        card.write_boot_file("boot.sig", b"garbage").unwrap();
+        assert!(refusal(firmware().plan(&card, tmp.path())).contains("malformed"));
+    }
+
+    fn subdir(dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        path
+    }
 
     #[test]
     fn config_txt_names_kernel_initramfs_and_cmdline_with_pi4_sections() {

@@ -10,5 +10,8 @@ mod qmp;
 
 pub use args::MachineArgs;
 pub use emulators::{VirtualToken, ZymkeyModule, host_tool};
-pub use firmware::{BootPlan, BootVerifier, FirmwareError, SignedFirmware, UnsignedFirmware};
+pub use firmware::{
+    BootPlan, BootVerifier, FirmwareError, SignCardError, SignedFirmware, UnsignedFirmware,
+    sign_card,
+};
 pub use qemu_board::{QemuBoard, QemuBoardConfig};

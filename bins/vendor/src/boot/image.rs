@@ -123,8 +123,9 @@ fn list_dir(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), BootE
     Ok(())
 }
 
-/// FAT32 needs about 65 525 clusters; fatfs picks 512-byte clusters up to 64 MiB volumes.
-const MIN_IMAGE: u64 = 64 << 20;
+/// FAT32 needs at least 65 525 clusters: with fatfs's 512-byte clusters on small volumes that is
+/// about 33 MiB; 40 MiB leaves room (the size `card::boot_fs` is tested with).
+const MIN_IMAGE: u64 = 40 << 20;
 
 /// Builds `boot.img`: a FAT32 image (label `bootfs`) holding the files, sized to fit them.
 pub fn build_boot_img(files: &BootFiles) -> Result<Vec<u8>, BootError> {
