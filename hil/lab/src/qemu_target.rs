@@ -5,14 +5,15 @@
 use std::any::Any;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use board::{Board, Console, Mark};
 use card::Card;
 use guest_image::BuiltImage;
-use qemu_runner::{QemuBoard, QemuBoardConfig, ZymkeyModule};
+use keybound_vendor::boot::BootKey;
+use qemu_runner::{QemuBoard, QemuBoardConfig, SignedFirmware, ZymkeyModule};
 use scenario::engine::{
     BootOutcome, KillSwitch, LoginFacts, ScenarioBoard, ScenarioCard, Secret, StepError, Target,
     ZymkeyOp,
@@ -29,6 +30,8 @@ pub(crate) struct QemuTarget {
     image: BuiltImage,
     maintenance_key: PathBuf,
     zymkey_emu: Option<PathBuf>,
+    /// The vendor's secure-boot key for this run (made on first use by a signed-boot board).
+    boot_key: OnceLock<BootKey>,
 }
 
 impl QemuTarget {
@@ -37,7 +40,18 @@ impl QemuTarget {
             image,
             maintenance_key: guest_image::maintenance_key(repo),
             zymkey_emu: qemu_runner::host_tool("zymkey-emu").ok(),
+            boot_key: OnceLock::new(),
         }
+    }
+
+    /// The run's vendor key for signed boot (RSA-2048, generated once per run).
+    fn boot_key(&self) -> Result<&BootKey, StepError> {
+        if let Some(key) = self.boot_key.get() {
+            return Ok(key);
+        }
+        let key = BootKey::generate()
+            .map_err(|e| StepError::Failed(format!("generating the vendor boot key: {e}")))?;
+        Ok(self.boot_key.get_or_init(|| key))
     }
 }
 
@@ -67,11 +81,6 @@ impl Target for QemuTarget {
         }
         for (_, board) in step.action.boards() {
             let spec = scenario.boards.get(board);
-            if spec.is_some_and(|s| s.signed_boot) {
-                return Err(format!(
-                    "board {board} has signed boot: needs the signed-boot firmware (not built yet)"
-                ));
-            }
             if spec.is_some_and(|s| s.zymkey.is_some()) && self.zymkey_emu.is_none() {
                 return Err("zymkey-emu is not built (cargo build -p zymkey-emu)".into());
             }
@@ -97,6 +106,9 @@ impl Target for QemuTarget {
         std::fs::create_dir_all(dir).map_err(|e| failed("creating the board directory", &e))?;
         let mut config = QemuBoardConfig::new(name, dir, self.image.manifest.host_key.clone());
         config.maintenance_key = Some(self.maintenance_key.clone());
+        if spec.signed_boot {
+            config.firmware = Arc::new(SignedFirmware::new(self.boot_key()?.public_key()));
+        }
         let zymkey = match &spec.zymkey {
             None => None,
             Some(z) => {
@@ -124,6 +136,15 @@ impl Target for QemuTarget {
         if spec.card == CardSlot::Fresh {
             let card = Card::overlay(&self.image.card, "raw", dir.join("card.qcow2"))
                 .map_err(|e| failed("making the card", &e))?;
+            if spec.signed_boot {
+                // The vendor signed this card's boot files at the desk: boot.img + boot.sig.
+                let ts = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                qemu_runner::sign_card(&card, self.boot_key()?, ts)
+                    .map_err(|e| failed("signing the card's boot image", &e))?;
+            }
             board.insert_card(card)?;
         }
         let mut out = QemuScenarioBoard {
@@ -131,6 +152,7 @@ impl Target for QemuTarget {
             board,
             module: None,
             pid: Arc::new(AtomicI32::new(0)),
+            refused: false,
         };
         if let Some((module, binding)) = zymkey {
             out.module = Some(module);
@@ -155,6 +177,8 @@ struct QemuScenarioBoard {
     module: Option<Module>,
     /// QEMU's pid while powered (0 otherwise), for the kill switch.
     pid: Arc<AtomicI32>,
+    /// The secure-boot ROM refused the card at the last power-on (the board stayed dark).
+    refused: bool,
 }
 
 /// A card of a QEMU board.
@@ -310,7 +334,19 @@ impl ScenarioBoard for QemuScenarioBoard {
             // The module's host software measures this board and the card in the slot now.
             self.zymkey(ZymkeyOp::Attach)?;
         }
-        self.board.power_on()?;
+        self.refused = false;
+        match self.board.power_on() {
+            Ok(()) => {}
+            // Secure boot refused the card: the board stays dark, as a Pi does; the transcript
+            // has the ROM's reason (`[harness] firmware: boot refused: …`).
+            Err(board::BoardError::Emulator { detail, .. })
+                if detail.starts_with("boot refused:") && !self.board.is_powered() =>
+            {
+                self.refused = true;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
         if let Some(pid) = self.board.qemu_pid() {
             self.pid.store(pid as i32, Ordering::SeqCst);
         }
@@ -318,6 +354,9 @@ impl ScenarioBoard for QemuScenarioBoard {
     }
 
     fn wait_boot(&mut self, from: Mark, timeout: Duration) -> Result<BootOutcome, StepError> {
+        if self.refused {
+            return Ok(BootOutcome::Off);
+        }
         match self
             .board
             .console()
