@@ -62,17 +62,27 @@ enum Command {
     ///
     /// boot.img is a FAT image holding config.txt, the kernel, initramfs and cmdline files it
     /// names, device trees and overlays; boot.sig is in the rpi-eeprom-digest format (sha256,
-    /// ts, rsa2048). Run it at the vendor's desk: devices never sign.
+    /// ts, rsa2048). Run it at the vendor's desk: devices never sign. With --card, the boot
+    /// files are taken from a raw card image's boot partition and boot.img + boot.sig are
+    /// written back onto it.
     Sign {
         /// The vendor's boot-signing key (RSA-2048 PEM, from `keygen-boot` or openssl).
         #[arg(long, value_name = "VENDOR-RSA-KEY.pem")]
         key: PathBuf,
         /// The directory holding the boot files (a boot partition's contents).
-        #[arg(long, value_name = "DIR")]
-        boot_dir: PathBuf,
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "card",
+            requires = "out"
+        )]
+        boot_dir: Option<PathBuf>,
         /// Where to write boot.img and boot.sig.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
+        #[arg(long, value_name = "DIR", requires = "boot_dir")]
+        out: Option<PathBuf>,
+        /// A raw card image: sign its boot partition's files in place.
+        #[arg(long, value_name = "IMG", conflicts_with_all = ["boot_dir", "out"])]
+        card: Option<PathBuf>,
     },
 }
 
@@ -82,7 +92,18 @@ fn main() -> ExitCode {
         Command::Keygen { output } => identity::keygen(&output),
         Command::RecoverySecret { card, identity } => recovery::run(&card, &identity),
         Command::KeygenBoot { out } => boot_cmd::keygen(&out),
-        Command::Sign { key, boot_dir, out } => boot_cmd::sign(&key, &boot_dir, &out),
+        Command::Sign {
+            key,
+            boot_dir,
+            out,
+            card,
+        } => match (boot_dir, out, card) {
+            (Some(boot_dir), Some(out), None) => boot_cmd::sign(&key, &boot_dir, &out),
+            (None, None, Some(card)) => boot_cmd::sign_card(&key, &card),
+            _ => Err(anyhow::anyhow!(
+                "give --boot-dir DIR --out DIR, or --card IMG"
+            )),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

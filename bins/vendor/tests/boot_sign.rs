@@ -137,3 +137,62 @@ fn sign_refuses_a_boot_dir_without_the_named_kernel_and_a_non_rsa_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn sign_card_writes_a_verifying_boot_img_onto_a_raw_card_image() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.pem");
+    let out = vendor_cmd(&["keygen-boot", "--out", key.to_str().unwrap()]);
+    let public_path = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // A raw card with a 96 MiB boot partition holding a Pi's boot files.
+    let layout = card::CardLayout::plan(0x5157_0001, 96, 1 << 20);
+    let mut part = Cursor::new(vec![0u8; usize::try_from(layout.boot.size).unwrap()]);
+    card::boot_fs::format(
+        &mut part,
+        &[
+            ("config.txt", b"kernel=kernel8.img\n"),
+            ("cmdline.txt", b"console=ttyAMA0\n"),
+            ("kernel8.img", &[0x11u8; 50_000]),
+        ],
+    )
+    .unwrap();
+    let img_path = dir.path().join("card.img");
+    let mut file = std::fs::File::create(&img_path).unwrap();
+    file.set_len(layout.card_size()).unwrap();
+    layout.write_mbr(&mut file).unwrap();
+    file.seek(SeekFrom::Start(layout.boot.offset)).unwrap();
+    file.write_all(part.get_ref()).unwrap();
+    drop(file);
+
+    let out = vendor_cmd(&[
+        "sign",
+        "--key",
+        key.to_str().unwrap(),
+        "--card",
+        img_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bytes = std::fs::read(&img_path).unwrap();
+    let start = usize::try_from(layout.boot.offset).unwrap();
+    let end = start + usize::try_from(layout.boot.size).unwrap();
+    let part = bytes[start..end].to_vec();
+    let img = card::boot_fs::read(Cursor::new(part.clone()), "boot.img").unwrap();
+    let sig = card::boot_fs::read(Cursor::new(part.clone()), "boot.sig").unwrap();
+    let public = BootPublicKey::from_pem(&std::fs::read_to_string(&public_path).unwrap()).unwrap();
+    BootSig::parse(&sig).unwrap().verify(&public, &img).unwrap();
+    assert_eq!(
+        card::boot_fs::read(Cursor::new(img), "cmdline.txt").unwrap(),
+        b"console=ttyAMA0\n"
+    );
+    // The loose files stay where they were.
+    assert_eq!(
+        card::boot_fs::read(Cursor::new(part), "kernel8.img").unwrap(),
+        vec![0x11u8; 50_000]
+    );
+}
