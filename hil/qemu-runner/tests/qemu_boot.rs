@@ -81,7 +81,8 @@ fn qemu_ssh_driver_logs_in_with_keyboard_interactive_and_records_prompts() {
         .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
         .unwrap();
     let endpoint = board.ssh().unwrap();
-    let timeout = Duration::from_secs(60);
+    // Generous: TCG on a loaded two-core machine makes sshd and pam_unix slow.
+    let timeout = Duration::from_secs(150);
     let right = login(
         &endpoint,
         &Login {
