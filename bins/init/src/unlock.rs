@@ -30,6 +30,8 @@ pub(crate) fn unlock(partition: &Path) -> Result<String, String> {
     // libcryptsetup's lock directory; the initramfs is a writable rootfs.
     let _ = std::fs::create_dir_all("/run/cryptsetup");
     let unsealed = unseal_with_retry(partition).map_err(|e| reason(&e))?;
+    #[cfg(keybound_mutant = "secret-on-boot")]
+    leak_to_boot_partition(partition, &unsealed);
     activate(partition, &unsealed).map_err(|e| reason(&e))?;
     Ok(dm_node(MAPPING).unwrap_or_else(|| format!("/dev/mapper/{MAPPING}")))
 }
@@ -71,6 +73,34 @@ pub(crate) fn with_zymkey<T>(op: impl Fn(&Zymkey) -> Result<T, Error>) -> Result
             }
             other => return other,
         }
+    }
+}
+
+/// Planted bug: a "debug dump" of the unsealed passphrase (hex) on the unencrypted boot
+/// partition, where anyone with a card reader finds it.
+#[cfg(keybound_mutant = "secret-on-boot")]
+fn leak_to_boot_partition(partition: &Path, unsealed: &Unsealed) {
+    use nix::mount::{MsFlags, mount, umount};
+    let name = partition.to_string_lossy();
+    let boot = format!("{}1", name.trim_end_matches(|c: char| c.is_ascii_digit()));
+    let _ = std::fs::create_dir_all("/boot");
+    if mount(
+        Some(boot.as_str()),
+        "/boot",
+        Some("vfat"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .is_ok()
+    {
+        let hex: String = unsealed
+            .passphrase()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let _ = std::fs::write("/boot/keybound-unlock.dbg", hex);
+        nix::unistd::sync();
+        let _ = umount("/boot");
     }
 }
 

@@ -384,6 +384,7 @@ fn qemu_provision_in_place_then_boot_sealed_and_vendor_recovery() {
             BOOT_TIMEOUT,
         )
         .unwrap();
+    let provisioning_started = std::time::Instant::now();
     board
         .console()
         .expect_after(
@@ -392,10 +393,12 @@ fn qemu_provision_in_place_then_boot_sealed_and_vendor_recovery() {
             Duration::from_secs(900),
         )
         .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    let provisioning_took = provisioning_started.elapsed();
     board
         .console()
         .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
         .unwrap();
+    eprintln!("figures: provisioning (plan seen → done, wall clock) {provisioning_took:?}");
     let status = board.maintenance_exec("keybound status").unwrap();
     assert!(status.contains("encrypted root"), "{status}");
     let marker = board
