@@ -1,14 +1,11 @@
 //! Lock + unlock of 32 bytes through production client → drop-in library → zymkey-emu over a
 //! unix socket (each call: connect, Hello, request, answer).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use criterion::{Criterion, Throughput, criterion_main};
 use zymkey::LockKey;
 
 fn lock_unlock(c: &mut Criterion) {
-    let m = common::Module::start("bench-board", "bench-card");
+    let m = zymkey_testkit::Module::start("bench-board", "bench-card");
     let zk = m.open().expect("open");
     let secret = [0x5au8; 32];
     let mut group = c.benchmark_group("zymkey");

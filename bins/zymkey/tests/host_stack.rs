@@ -1,16 +1,14 @@
 //! Production client → drop-in libzk_app_utils.so → zymkey-emu over a unix socket, for every
 //! exported function, and the typed errors at each boundary.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Module, library_path, open_at};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use serde_json::json;
 use zymkey::{
     AxisSelect, BlobRejection, Error, Library, LockKey, PerimeterActions, PerimeterChannel, Slot,
 };
+use zymkey_testkit::{Module, library_path, open_at};
 
 #[test]
 fn every_exported_function_works_end_to_end() {

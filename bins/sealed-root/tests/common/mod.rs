@@ -4,106 +4,34 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
-use daemon_kit::ControlClient;
 use sealed_root::{BoardProfile, FormatParams, VolumeKey};
-use serde_json::{Value, json};
-use zymkey::{Library, Zymkey};
-use zymkey_emu::Emulator;
+use serde_json::Value;
+use zymkey::Zymkey;
 
-/// The drop-in library next to the test binary (built as a dependency of zymkey-emu); builds it
-/// if absent.
-pub(crate) fn library_path() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test binary path");
-        let deps = exe.parent().expect("deps dir").to_path_buf();
-        let find = || {
-            [
-                deps.join("libzk_app_utils.so"),
-                deps.join("../libzk_app_utils.so"),
-            ]
-            .into_iter()
-            .find(|p| p.exists())
-        };
-        if let Some(p) = find() {
-            return p;
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "zk-app-utils"])
-            .status()
-            .expect("running cargo build -p zk-app-utils");
-        assert!(status.success(), "building libzk_app_utils.so failed");
-        find().expect("libzk_app_utils.so after building it")
-    })
-    .clone()
-}
-
-fn library() -> Library {
-    static LIB: OnceLock<Library> = OnceLock::new();
-    LIB.get_or_init(|| Library::load_from(library_path()).expect("loading the drop-in library"))
-        .clone()
-}
-
-/// One emulated module served on sockets in a temporary directory.
-pub(crate) struct Module {
-    tmp: tempfile::TempDir,
-    socket: PathBuf,
-    control: Mutex<ControlClient>,
-    _emu: Arc<Emulator>,
-}
+/// An emulated module reached through the real client stack (the shared zymkey-testkit
+/// fixture); opening a context cannot fail in these tests.
+pub(crate) struct Module(zymkey_testkit::Module);
 
 impl Module {
     /// A fresh module attached to `board` with `card`.
     pub(crate) fn start(board: &str, card: &str) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = daemon_kit::StateDir::open(tmp.path().join("state")).unwrap();
-        let emu = Arc::new(Emulator::open(dir).unwrap());
-        let control_path = tmp.path().join("control.sock");
-        daemon_kit::ControlServer::bind(&control_path, Arc::clone(&emu))
-            .unwrap()
-            .spawn();
-        let socket = tmp.path().join("guest.sock");
-        zymkey_emu::guest::GuestServer::bind(&socket, Arc::clone(&emu))
-            .unwrap()
-            .spawn();
-        let control = ControlClient::connect(&control_path, Duration::from_secs(10)).unwrap();
-        let m = Self {
-            tmp,
-            socket,
-            control: Mutex::new(control),
-            _emu: emu,
-        };
-        m.ctl(json!({"cmd": "attach", "board": board, "card": card}));
-        m
+        Self(zymkey_testkit::Module::start(board, card))
     }
 
     /// A control request that must succeed.
     pub(crate) fn ctl(&self, request: Value) -> Value {
-        self.control
-            .lock()
-            .unwrap()
-            .request(&request)
-            .expect("control request")
+        self.0.ctl(request)
     }
 
     /// The guest socket (what `KEYBOUND_ZK_SOCKET` names for a client in another process).
     pub(crate) fn socket(&self) -> &Path {
-        &self.socket
+        self.0.socket()
     }
 
     /// A production-client context on this module.
     pub(crate) fn open(&self) -> Zymkey {
-        static ENV: Mutex<()> = Mutex::new(());
-        let lib = library();
-        let _guard = ENV.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: every caller holds ENV; nothing else in this test binary reads the variable
-        // outside zkOpen.
-        unsafe { std::env::set_var("KEYBOUND_ZK_SOCKET", &self.socket) };
-        Zymkey::open(&lib).expect("zkOpen on the emulated module")
+        self.0.open().expect("zkOpen on the emulated module")
     }
 }
 

@@ -1,6 +1,5 @@
-//! Test fixture: an in-process zymkey-emu (state dir, control socket, guest socket) and the
-//! built drop-in `libzk_app_utils.so`.
-#![allow(dead_code)]
+//! Host-test fixture: an in-process zymkey-emu (state dir, control socket, guest socket) and the
+//! built drop-in `libzk_app_utils.so`, reached through the production client.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -14,7 +13,7 @@ use zymkey_emu::Emulator;
 /// Finds the drop-in library next to the test binary (cargo test and nextest both put test
 /// binaries in target/<profile>/deps, where the cdylib of the zk-app-utils dependency lands);
 /// builds it if absent.
-pub(crate) fn library_path() -> PathBuf {
+pub fn library_path() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let exe = std::env::current_exe().expect("test binary path");
@@ -42,27 +41,27 @@ pub(crate) fn library_path() -> PathBuf {
 }
 
 /// The loaded library (once per process).
-pub(crate) fn library() -> Library {
+pub fn library() -> Library {
     static LIB: OnceLock<Library> = OnceLock::new();
     LIB.get_or_init(|| Library::load_from(library_path()).expect("loading the drop-in library"))
         .clone()
 }
 
 /// One emulated module served on sockets in a temporary directory.
-pub(crate) struct Module {
+pub struct Module {
     /// Keeps the directory alive.
-    pub(crate) tmp: tempfile::TempDir,
+    pub tmp: tempfile::TempDir,
     /// The model, for direct inspection.
-    pub(crate) emu: Arc<Emulator>,
+    pub emu: Arc<Emulator>,
     /// The guest socket.
-    pub(crate) socket: PathBuf,
+    pub socket: PathBuf,
     /// Control client.
-    pub(crate) control: Mutex<ControlClient>,
+    pub control: Mutex<ControlClient>,
 }
 
 impl Module {
     /// A fresh module, attached to board `board` with card `card`.
-    pub(crate) fn start(board: &str, card: &str) -> Self {
+    pub fn start(board: &str, card: &str) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = daemon_kit::StateDir::open(tmp.path().join("state")).unwrap();
         let emu = Arc::new(Emulator::open(dir).unwrap());
@@ -86,24 +85,29 @@ impl Module {
     }
 
     /// Sends a control request that must succeed.
-    pub(crate) fn ctl(&self, request: Value) -> Value {
+    pub fn ctl(&self, request: Value) -> Value {
         self.try_ctl(request).expect("control request")
     }
 
     /// Sends a control request.
-    pub(crate) fn try_ctl(&self, request: Value) -> Result<Value, daemon_kit::ControlError> {
+    pub fn try_ctl(&self, request: Value) -> Result<Value, daemon_kit::ControlError> {
         self.control.lock().unwrap().request(&request)
     }
 
     /// Opens a production-client context on this module.
-    pub(crate) fn open(&self) -> zymkey::Result<Zymkey> {
+    pub fn open(&self) -> zymkey::Result<Zymkey> {
         open_at(&self.socket)
+    }
+
+    /// The guest socket (what `KEYBOUND_ZK_SOCKET` names for a client in another process).
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 }
 
 /// Opens a context on the socket at `path` (the environment variable is process-wide, so
 /// opening is serialised; the context keeps its endpoint).
-pub(crate) fn open_at(path: &Path) -> zymkey::Result<Zymkey> {
+pub fn open_at(path: &Path) -> zymkey::Result<Zymkey> {
     static ENV: Mutex<()> = Mutex::new(());
     let lib = library();
     let _guard = ENV.lock().unwrap_or_else(|e| e.into_inner());
