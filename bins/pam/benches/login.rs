@@ -8,9 +8,13 @@
 //!    pam_faillock with `nodelay` and a temp tally dir, no token present; N tries each way,
 //!    interleaved. Prints the means, their difference and Welch's t.
 
-use std::ffi::{CString, c_char, c_int, c_void};
+#[path = "../tests/libpam/mod.rs"]
+mod libpam;
+
+use libpam::module_path;
+use std::ffi::{CString, c_int};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -105,46 +109,6 @@ fn token_latency(n: usize) {
     stats("token auth (virtual-fido, raw socket, es256)", &mut times);
 }
 
-#[repr(C)]
-struct PamConv {
-    conv: unsafe extern "C" fn(c_int, *mut *const c_void, *mut *mut c_void, *mut c_void) -> c_int,
-    appdata_ptr: *mut c_void,
-}
-
-#[link(name = "pam")]
-unsafe extern "C" {
-    fn pam_start_confdir(
-        service: *const c_char,
-        user: *const c_char,
-        conv: *const PamConv,
-        confdir: *const c_char,
-        pamh: *mut *mut c_void,
-    ) -> c_int;
-    fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
-}
-
-unsafe extern "C" fn refuse(
-    _: c_int,
-    _: *mut *const c_void,
-    resp: *mut *mut c_void,
-    _: *mut c_void,
-) -> c_int {
-    // SAFETY: resp is a valid out-pointer from libpam.
-    unsafe { *resp = std::ptr::null_mut() };
-    19
-}
-
-fn module_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    [deps, deps.parent().unwrap()]
-        .iter()
-        .map(|d| d.join("libpam_keybound.so"))
-        .find(|p| p.exists())
-        .expect("libpam_keybound.so next to the bench binary")
-}
-
 fn write_stack(dir: &Path, name: &str, password_module: &str) {
     let shipped = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/guest/pam/sshd"),
@@ -175,30 +139,9 @@ fn write_stack(dir: &Path, name: &str, password_module: &str) {
     std::fs::write(dir.join("pam.d").join(name), auth).unwrap();
 }
 
-fn pam_once(confdir: &CString, service: &CString, user: &CString) -> (f64, c_int) {
-    let conv = PamConv {
-        conv: refuse,
-        appdata_ptr: std::ptr::null_mut(),
-    };
+fn pam_once(confdir: &Path, service: &str, user: &str) -> (f64, c_int) {
     let t = Instant::now();
-    let mut pamh: *mut c_void = std::ptr::null_mut();
-    // SAFETY: valid strings and conv outlive the handle; pamh is an out-pointer.
-    let rc = unsafe {
-        pam_start_confdir(
-            service.as_ptr(),
-            user.as_ptr(),
-            &conv,
-            confdir.as_ptr(),
-            &mut pamh,
-        )
-    };
-    assert_eq!(rc, 0);
-    // SAFETY: live handle; ended once.
-    let r = unsafe {
-        let r = pam_authenticate(pamh, 0);
-        pam_end(pamh, r);
-        r
-    };
+    let (r, _) = libpam::authenticate(confdir, service, user);
     (t.elapsed().as_secs_f64() * 1e3, r)
 }
 
@@ -217,18 +160,14 @@ fn oracle(n: usize) {
     std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
     write_stack(dir.path(), "right", "pam_permit.so");
     write_stack(dir.path(), "wrong", "pam_deny.so");
-    let confdir = CString::new(dir.path().join("pam.d").to_str().unwrap()).unwrap();
-    let (right, wrong) = (
-        CString::new("right").unwrap(),
-        CString::new("wrong").unwrap(),
-    );
-    let user = CString::new("root").unwrap();
+    let confdir = dir.path().join("pam.d");
+    let (right, wrong, user) = ("right", "wrong", "root");
     let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
-        let (t, r) = pam_once(&confdir, &right, &user);
+        let (t, r) = pam_once(&confdir, right, user);
         assert_eq!(r, 7);
         a.push(t);
-        let (t, r) = pam_once(&confdir, &wrong, &user);
+        let (t, r) = pam_once(&confdir, wrong, user);
         assert_eq!(r, 7);
         b.push(t);
     }

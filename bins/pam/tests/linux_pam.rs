@@ -2,58 +2,11 @@
 //! pam.d naming the module by absolute path) with a fake conversation that counts its calls.
 //! The host has no FIDO device, so these are the "no token" paths.
 
-use std::ffi::{CString, c_char, c_int, c_void};
+mod libpam;
+
+use libpam::{PAM_AUTH_ERR, PAM_SUCCESS, authenticate, module_path};
+use std::ffi::{c_char, c_int, c_void};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-const PAM_SUCCESS: c_int = 0;
-const PAM_AUTH_ERR: c_int = 7;
-
-#[repr(C)]
-struct PamConv {
-    conv: unsafe extern "C" fn(c_int, *mut *const c_void, *mut *mut c_void, *mut c_void) -> c_int,
-    appdata_ptr: *mut c_void,
-}
-
-#[link(name = "pam")]
-unsafe extern "C" {
-    fn pam_start_confdir(
-        service: *const c_char,
-        user: *const c_char,
-        conv: *const PamConv,
-        confdir: *const c_char,
-        pamh: *mut *mut c_void,
-    ) -> c_int;
-    fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
-}
-
-unsafe extern "C" fn counting_conv(
-    _n: c_int,
-    _msg: *mut *const c_void,
-    resp: *mut *mut c_void,
-    appdata: *mut c_void,
-) -> c_int {
-    // SAFETY: appdata is the &AtomicUsize the test passed to pam_start_confdir.
-    let calls = unsafe { &*appdata.cast::<AtomicUsize>() };
-    calls.fetch_add(1, Ordering::SeqCst);
-    // SAFETY: resp is a valid out-pointer from libpam.
-    unsafe { *resp = std::ptr::null_mut() };
-    19 // PAM_CONV_ERR: this conversation never answers.
-}
-
-fn module_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        let p = dir.join("libpam_keybound.so");
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("libpam_keybound.so not found next to {}", exe.display());
-}
 
 fn whoami() -> String {
     // SAFETY: getpwuid on our own uid; the string is copied at once.
@@ -109,31 +62,7 @@ fn run_stack_with(module_args: &str, more: &str) -> (c_int, usize) {
         format!("auth required {} {args}\n{more}", module_path().display()),
     )
     .unwrap();
-    let calls = Box::new(AtomicUsize::new(0));
-    let conv = PamConv {
-        conv: counting_conv,
-        appdata_ptr: (&*calls as *const AtomicUsize).cast_mut().cast(),
-    };
-    let service = CString::new("keybound-test").unwrap();
-    let cuser = CString::new(user).unwrap();
-    let cdir = CString::new(confdir.to_str().unwrap()).unwrap();
-    let mut pamh: *mut c_void = std::ptr::null_mut();
-    // SAFETY: valid strings and conv outlive the handle; pamh is an out-pointer.
-    let rc = unsafe {
-        pam_start_confdir(
-            service.as_ptr(),
-            cuser.as_ptr(),
-            &conv,
-            cdir.as_ptr(),
-            &mut pamh,
-        )
-    };
-    assert_eq!(rc, PAM_SUCCESS);
-    // SAFETY: pamh is the live handle from pam_start_confdir.
-    let result = unsafe { pam_authenticate(pamh, 0) };
-    // SAFETY: ends the handle once.
-    unsafe { pam_end(pamh, result) };
-    (result, calls.load(Ordering::SeqCst))
+    authenticate(&confdir, "keybound-test", &user)
 }
 
 fn base64_64() -> String {

@@ -6,56 +6,12 @@
 //! a wrong password ends the stack before the token module; a locked account looks like a wrong
 //! password; a right password without a token is denied with no conversation at all.
 
-use std::ffi::{CString, c_char, c_int, c_void};
+mod libpam;
+
+use libpam::{PAM_AUTH_ERR, authenticate, module_path};
+use std::ffi::c_int;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-const PAM_SUCCESS: c_int = 0;
-const PAM_AUTH_ERR: c_int = 7;
-
-#[repr(C)]
-struct PamConv {
-    conv: unsafe extern "C" fn(c_int, *mut *const c_void, *mut *mut c_void, *mut c_void) -> c_int,
-    appdata_ptr: *mut c_void,
-}
-
-#[link(name = "pam")]
-unsafe extern "C" {
-    fn pam_start_confdir(
-        service: *const c_char,
-        user: *const c_char,
-        conv: *const PamConv,
-        confdir: *const c_char,
-        pamh: *mut *mut c_void,
-    ) -> c_int;
-    fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
-}
-
-unsafe extern "C" fn counting_conv(
-    _n: c_int,
-    _msg: *mut *const c_void,
-    resp: *mut *mut c_void,
-    appdata: *mut c_void,
-) -> c_int {
-    // SAFETY: appdata is the AtomicUsize the test passed to pam_start_confdir.
-    let calls = unsafe { &*appdata.cast::<AtomicUsize>() };
-    calls.fetch_add(1, Ordering::SeqCst);
-    // SAFETY: resp is a valid out-pointer from libpam.
-    unsafe { *resp = std::ptr::null_mut() };
-    19
-}
-
-fn module_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    [deps, deps.parent().unwrap()]
-        .iter()
-        .map(|d| d.join("libpam_keybound.so"))
-        .find(|p| p.exists())
-        .expect("libpam_keybound.so next to the test binary")
-}
+use std::path::Path;
 
 fn shipped(name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -128,34 +84,11 @@ impl Stack {
     /// (pam_authenticate result, conversation calls, whether pam_keybound ran).
     fn run(&self, user: &str) -> (c_int, usize, bool) {
         let _ = std::fs::remove_file(self.dir.path().join("debug.log"));
-        let calls = Box::new(AtomicUsize::new(0));
-        let conv = PamConv {
-            conv: counting_conv,
-            appdata_ptr: (&*calls as *const AtomicUsize).cast_mut().cast(),
-        };
-        let service = CString::new("shipped").unwrap();
-        let cuser = CString::new(user).unwrap();
-        let cdir = CString::new(self.dir.path().join("pam.d").to_str().unwrap()).unwrap();
-        let mut pamh: *mut c_void = std::ptr::null_mut();
-        // SAFETY: strings and conv outlive the handle; pamh is an out-pointer.
-        let rc = unsafe {
-            pam_start_confdir(
-                service.as_ptr(),
-                cuser.as_ptr(),
-                &conv,
-                cdir.as_ptr(),
-                &mut pamh,
-            )
-        };
-        assert_eq!(rc, PAM_SUCCESS);
-        // SAFETY: live handle.
-        let result = unsafe { pam_authenticate(pamh, 0) };
-        // SAFETY: ends the handle once.
-        unsafe { pam_end(pamh, result) };
+        let (result, calls) = authenticate(&self.dir.path().join("pam.d"), "shipped", user);
         let ran = std::fs::read_to_string(self.dir.path().join("debug.log"))
             .map(|t| t.contains("probing"))
             .unwrap_or(false);
-        (result, calls.load(Ordering::SeqCst), ran)
+        (result, calls, ran)
     }
 }
 
