@@ -62,3 +62,19 @@ pub fn boot(board: &mut QemuBoard) {
         .expect(READY, BOOT_TIMEOUT)
         .expect("the guest came up");
 }
+
+/// Appends `args` to the kernel command line in the card's `cmdline.txt`, as a customer with a
+/// card reader would (panics with the reason, for tests).
+pub fn append_to_cmdline(board: &QemuBoard, args: &str) {
+    let card = board.card().expect("the board has a card");
+    let original = String::from_utf8(
+        card.read_boot_file("cmdline.txt")
+            .expect("reading cmdline.txt"),
+    )
+    .expect("UTF-8 cmdline.txt");
+    card.write_boot_file(
+        "cmdline.txt",
+        format!("{} {args}\n", original.trim()).as_bytes(),
+    )
+    .expect("writing cmdline.txt");
+}

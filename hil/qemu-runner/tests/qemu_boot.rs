@@ -8,7 +8,7 @@ use board::ssh::{Login, login};
 use card::Card;
 use qemu_runner::{QemuBoard, QemuBoardConfig};
 
-use board_kit::{board, test_image as image};
+use board_kit::{append_to_cmdline, board, test_image as image};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -52,14 +52,8 @@ fn qemu_edited_cmdline_txt_reaches_the_guest_kernel() {
     let image = image();
     let dir = tempfile::tempdir().unwrap();
     let mut board = board(&image, "beta", dir.path());
-    let card = board.card().unwrap();
-    let original = String::from_utf8(card.read_boot_file("cmdline.txt").unwrap()).unwrap();
     let marker = format!("keybound.edited={}", std::process::id());
-    card.write_boot_file(
-        "cmdline.txt",
-        format!("{} {marker}\n", original.trim()).as_bytes(),
-    )
-    .unwrap();
+    append_to_cmdline(&board, &marker);
     board.power_on().unwrap();
     board
         .console()
@@ -220,14 +214,10 @@ fn qemu_init_overrides_on_the_cmdline_are_ignored() {
     let image = image();
     let dir = tempfile::tempdir().unwrap();
     let mut board = board(&image, "delta", dir.path());
-    let card = board.card().unwrap();
-    let original = String::from_utf8(card.read_boot_file("cmdline.txt").unwrap()).unwrap();
-    let edited = format!(
-        "{} init=/bin/sh break single emergency systemd.unit=rescue.target\n",
-        original.trim()
+    append_to_cmdline(
+        &board,
+        "init=/bin/sh break single emergency systemd.unit=rescue.target",
     );
-    card.write_boot_file("cmdline.txt", edited.as_bytes())
-        .unwrap();
     board.power_on().unwrap();
     board
         .console()
@@ -254,13 +244,7 @@ fn qemu_rdinit_shell_on_the_cmdline_gets_no_shell() {
     let image = image();
     let dir = tempfile::tempdir().unwrap();
     let mut board = board(&image, "epsilon", dir.path());
-    let card = board.card().unwrap();
-    let original = String::from_utf8(card.read_boot_file("cmdline.txt").unwrap()).unwrap();
-    card.write_boot_file(
-        "cmdline.txt",
-        format!("{} rdinit=/bin/sh\n", original.trim()).as_bytes(),
-    )
-    .unwrap();
+    append_to_cmdline(&board, "rdinit=/bin/sh");
     board.power_on().unwrap();
     // The initramfs holds no shell, so the kernel falls back to mounting root itself; the card's
     // drivers are modules it cannot load, and with `rootwait` it waits for a disk that never
