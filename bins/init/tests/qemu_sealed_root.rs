@@ -531,3 +531,47 @@ fn searcher(forms: &[Vec<u8>]) -> regex::bytes::Regex {
         .build()
         .unwrap()
 }
+
+/// An edited cmdline.txt on a sealed card: `init=`, `break`, `single`, `emergency` are ignored;
+/// the root unlocks as usual and the console gives no shell. (`rdinit=` to a missing program
+/// makes the kernel wait for root itself: qemu-runner's qemu_boot covers it.)
+#[test]
+fn qemu_sealed_card_ignores_cmdline_shell_overrides() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let (module, _s) = zymkey_module(dir.path(), "module");
+    let mut board = board(&image, "edited", dir.path(), &module);
+    attach(&module, &board);
+    seal_card(&board, &module, dir.path());
+    let card = board.card().unwrap();
+    let original = String::from_utf8(card.read_boot_file("cmdline.txt").unwrap()).unwrap();
+    let edited = format!(
+        "{} init=/bin/sh break single emergency systemd.unit=rescue.target\n",
+        original.trim()
+    );
+    card.write_boot_file("cmdline.txt", edited.as_bytes())
+        .unwrap();
+
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound-init: root mounted", BOOT_TIMEOUT)
+        .unwrap();
+    assert_no_shell_on_console(&board);
+    board
+        .console()
+        .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap();
+    let init = board.maintenance_exec("readlink /proc/1/exe").unwrap();
+    assert!(!init.contains("sh"), "PID 1 is {init}");
+    assert!(
+        board
+            .maintenance_exec("cat /proc/cmdline")
+            .unwrap()
+            .contains("init=/bin/sh"),
+        "the edited command line reached the kernel"
+    );
+    let root = board.maintenance_exec("keybound status").unwrap();
+    assert!(root.contains("encrypted root"), "{root}");
+    board.power_cut().unwrap();
+}
