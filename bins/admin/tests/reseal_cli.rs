@@ -9,8 +9,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{Module, fresh_volume, library_path, vendor};
+use common::{Module, fresh_volume, vendor};
 use sealed_root::{RecoveryKdf, decrypt_recovery, enroll, recovery_ciphertext, unseal};
+use zymkey_testkit::library_path;
 
 fn keybound_reseal(device: &Path, module: &Module, stdin: &[u8]) -> Output {
     let lib_dir = library_path().parent().unwrap().to_path_buf();
