@@ -21,21 +21,41 @@ pub struct CrossBuild {
     pub cargo: PathBuf,
     /// Debian's rustc.
     pub rustc: PathBuf,
+    /// Where cargo builds (default `target/guest`; planted-bug builds use their own, so the
+    /// normal guest build stays warm).
+    pub target_dir: PathBuf,
+    /// A planted bug to compile in (`KEYBOUND_MUTANT`, read by the hooked crates' build
+    /// scripts; DESIGN.md §8). `None` removes the variable: a stray `KEYBOUND_MUTANT` in the
+    /// caller's environment never reaches a normal image.
+    pub mutant: Option<String>,
 }
 
 impl CrossBuild {
     /// A cross build for the repository at `repo` with Debian's toolchain in `/usr/bin`.
     pub fn new(repo: impl Into<PathBuf>) -> Self {
+        let repo = repo.into();
         Self {
-            repo: repo.into(),
+            target_dir: repo.join("target/guest"),
+            repo,
             cargo: "/usr/bin/cargo".into(),
             rustc: "/usr/bin/rustc".into(),
+            mutant: None,
+        }
+    }
+
+    /// A cross build with the planted bug `name` compiled in, in `target_dir` (the runner of
+    /// `keybound-lab mutants` uses `target/mutants`).
+    pub fn mutant(repo: impl Into<PathBuf>, name: &str, target_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            target_dir: target_dir.into(),
+            mutant: Some(name.to_string()),
+            ..Self::new(repo)
         }
     }
 
     /// The target directory of guest builds.
     pub fn target_dir(&self) -> PathBuf {
-        self.repo.join("target/guest")
+        self.target_dir.clone()
     }
 
     /// The command that builds `packages` (the environment Debian's cross toolchain needs).
@@ -66,8 +86,12 @@ impl CrossBuild {
             "RUSTC_WRAPPER",
             "RUSTC_WORKSPACE_WRAPPER",
             "CARGO_HOME_OVERRIDE",
+            "KEYBOUND_MUTANT",
         ] {
             cmd.env_remove(var);
+        }
+        if let Some(name) = &self.mutant {
+            cmd.env("KEYBOUND_MUTANT", name);
         }
         cmd.env("RUSTC", &self.rustc)
             .env("RUSTDOC", self.rustc.with_file_name("rustdoc"))
@@ -104,8 +128,16 @@ impl CrossBuild {
         let mut packages: Vec<&str> = binaries.iter().map(|b| b.package.as_str()).collect();
         packages.sort();
         packages.dedup();
+        let planted = self
+            .mutant
+            .as_ref()
+            .map(|m| format!(" with planted bug {m}"))
+            .unwrap_or_default();
         let bar = progress.step(
-            format!("cross-building {} for {GUEST_TARGET}", packages.join(", ")),
+            format!(
+                "cross-building {} for {GUEST_TARGET}{planted}",
+                packages.join(", ")
+            ),
             None,
         );
         let status = self
@@ -160,4 +192,31 @@ pub fn is_aarch64_elf(path: &Path) -> bool {
     bytes.len() > 20
         && &bytes[..4] == b"\x7fELF"
         && u16::from_le_bytes([bytes[18], bytes[19]]) == 183
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mutant_env(cmd: &Command) -> Option<Option<String>> {
+        cmd.get_envs()
+            .find(|(k, _)| *k == "KEYBOUND_MUTANT")
+            .map(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    #[test]
+    fn normal_builds_drop_a_stray_mutant_and_mutant_builds_use_their_own_target_dir() {
+        let normal = CrossBuild::new("/repo");
+        assert_eq!(normal.target_dir(), Path::new("/repo/target/guest"));
+        assert_eq!(mutant_env(&normal.command(&["x"])), Some(None));
+        let planted = CrossBuild::mutant("/repo", "init-honoured", "/repo/target/mutants");
+        assert_eq!(
+            planted.artifact_dir(),
+            Path::new("/repo/target/mutants/aarch64-unknown-linux-gnu/guest")
+        );
+        assert_eq!(
+            mutant_env(&planted.command(&["x"])),
+            Some(Some("init-honoured".into()))
+        );
+    }
 }

@@ -50,6 +50,10 @@ pub struct BuildOptions {
     pub refresh: bool,
     /// The cross-built binaries, by artifact name (see [`CrossBuild`]).
     pub binaries: Vec<(Binary, PathBuf)>,
+    /// Record the card as the profile's current image (`image-<profile>.json`, what `--no-build`
+    /// and the tests' boards use). Off for planted-bug images: their binaries differ, so the
+    /// content-addressed cache keeps them apart, and they must never become "current".
+    pub record_current: bool,
 }
 
 /// A built image.
@@ -75,6 +79,7 @@ impl BuildOptions {
             profile: Profile::Test,
             refresh: false,
             binaries: Vec::new(),
+            record_current: true,
         }
     }
 }
@@ -126,11 +131,13 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuiltImage, 
     )?;
     let (card, manifest, cached) =
         assemble::assemble(&cache, options, &recipe, &resolved, &boot, &root, progress)?;
-    let record = current_image_record(&options.cache, options.profile);
-    cache.write_plain(
-        &record,
-        &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
-    )?;
+    if options.record_current {
+        let record = current_image_record(&options.cache, options.profile);
+        cache.write_plain(
+            &record,
+            &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+        )?;
+    }
     Ok(BuiltImage {
         card,
         manifest,
@@ -147,12 +154,25 @@ pub fn build_all(
     refresh: bool,
     progress: &Progress,
 ) -> Result<BuiltImage, ImageError> {
+    build_with(&CrossBuild::new(repo), profile, refresh, progress)
+}
+
+/// Like [`build_all`] with a given cross build. A planted-bug build ([`CrossBuild::mutant`])
+/// makes an image of its own that is not recorded as the profile's current image.
+pub fn build_with(
+    cross: &CrossBuild,
+    profile: Profile,
+    refresh: bool,
+    progress: &Progress,
+) -> Result<BuiltImage, ImageError> {
+    let repo = &cross.repo;
     let recipe = Recipe::load(&repo.join("fixtures/guest/recipe.toml"))?;
-    let binaries = CrossBuild::new(repo).build(&recipe.binaries, progress)?;
+    let binaries = cross.build(&recipe.binaries, progress)?;
     let mut options = BuildOptions::new(repo);
     options.profile = profile;
     options.refresh = refresh;
     options.binaries = binaries;
+    options.record_current = cross.mutant.is_none();
     build(&options, progress)
 }
 
