@@ -1,13 +1,15 @@
-//! `keybound`: the device CLI. For now it reports what it can see of the board's protection.
+//! `keybound`: the device CLI: provision, status, reseal, rotate, login tokens.
 
 use clap::{Parser, Subcommand};
 
 mod provision;
 mod reseal;
+mod rotate;
 mod status;
 mod token;
 
-/// keybound on the device: provision the sealed root, report status, enrol tokens.
+/// keybound on the device: seal root to this board's Zymkey, report what protects it, re-seal
+/// after a module swap, rotate keys after a recovery, enrol login tokens.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
@@ -17,11 +19,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Report the board's protection: how root is mounted and what protects it.
+    /// Report what protects root: keyslots, tokens, binding, cipher, signed boot, and the
+    /// protection level in words.
+    ///
+    /// Reads the LUKS2 header under the running root (or DEV), as root. Without signed boot
+    /// the level is "card theft only": a pulled card is useless, but an edited boot partition
+    /// changes what runs before root is unlocked. Signed boot is read from the Raspberry Pi
+    /// bootloader's report in the device tree (/proc/device-tree/chosen/bootloader/signed).
     Status {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Report on this LUKS2 device or image (e.g. a card on a host) instead of the running
+        /// root.
+        #[arg(long, value_name = "DEV")]
+        device: Option<std::path::PathBuf>,
     },
     /// Plan sealing this board's root: keybound-init carries it out on the next boot.
     ///
@@ -61,6 +73,21 @@ enum Command {
         #[arg(long, value_name = "DEV")]
         device: std::path::PathBuf,
     },
+    /// After a field recovery: a new volume key, a new recovery secret, the Zymkey re-sealed.
+    ///
+    /// Re-encrypts root online with a fresh volume key (checksum resilience; the system keeps
+    /// running), adds a new recovery keyslot whose secret only the vendor can decrypt (its
+    /// token is encrypted to RECIPIENT), destroys the old sealed and recovery keyslots, and
+    /// re-seals the Zymkey slot's volume check to the new key. Afterwards an exposed recovery
+    /// secret or volume key no longer opens the card. Needs this board's Zymkey.
+    Rotate {
+        /// The vendor's age X25519 recipient (`age1...`), as given to `keybound provision`.
+        #[arg(long, value_name = "AGE1...")]
+        recipient: String,
+        /// The sealed root's LUKS2 device; default: the device under the running root.
+        #[arg(long, value_name = "DEV")]
+        device: Option<std::path::PathBuf>,
+    },
     /// Enrol, list and remove FIDO2 login tokens (the authfile pam_keybound reads).
     Token {
         #[command(subcommand)]
@@ -71,7 +98,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Status { json } => status::run(json),
+        Command::Status { json, device } => status::run(json, device.as_deref()),
         Command::Provision {
             recipient,
             profile,
@@ -88,6 +115,7 @@ fn main() -> std::process::ExitCode {
             boot_dir,
         }),
         Command::Reseal { device } => reseal::run(&device),
+        Command::Rotate { recipient, device } => rotate::run(device.as_deref(), &recipient),
         Command::Token { command } => token::run(command),
     }
 }

@@ -9,7 +9,9 @@
 //! - [`unseal`] unlocks the blob with the Zymkey; [`Unsealed::verify_volume`] and [`activate`]
 //!   check the sealed volume check (LUKS2 UUID + keyed digest of the volume key).
 //! - [`reseal`] binds the volume to a replacement module with the recovery secret;
-//!   [`rotate_recovery`] replaces the recovery secret.
+//!   [`rotate_recovery`] replaces the recovery secret; [`rotate`] (after a field recovery)
+//!   re-encrypts the data to a new volume key, replaces the recovery secret and re-seals the
+//!   volume check.
 //!
 //! Tokens are parsed strictly ([`token`]); no policy is read from them. Secrets live in
 //! wiping types that never print their bytes.
@@ -21,6 +23,7 @@ mod luks;
 mod ops;
 mod payload;
 mod profile;
+mod rotate;
 mod secret;
 mod summary;
 pub mod token;
@@ -35,5 +38,6 @@ pub use ops::{
 };
 pub use payload::{PAYLOAD_VERSION, SealedPayload};
 pub use profile::{BoardProfile, RecoveryKdf};
+pub use rotate::{Rotation, rotate};
 pub use secret::{RecoverySecret, SECRET_LEN, SealedSecret, VolumeKey};
 pub use summary::{KeyslotSummary, SlotRole, VolumeSummary, summarize};

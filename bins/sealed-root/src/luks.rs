@@ -4,9 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use libcryptsetup_rs::consts::flags::{CryptActivate, CryptVolumeKey};
-use libcryptsetup_rs::consts::vals::EncryptionFormat;
-use libcryptsetup_rs::{CryptDevice, CryptInit, CryptPbkdfType, Either, LibcryptErr, TokenInput};
+use libcryptsetup_rs::consts::flags::{CryptActivate, CryptReencrypt, CryptVolumeKey};
+use libcryptsetup_rs::consts::vals::{
+    CryptReencryptDirectionInfo, CryptReencryptModeInfo, EncryptionFormat,
+};
+use libcryptsetup_rs::{
+    CryptDevice, CryptInit, CryptParamsLuks2, CryptParamsReencrypt, CryptPbkdfType, Either,
+    LibcryptErr, TokenInput,
+};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -179,6 +184,85 @@ impl Luks2 {
             CryptVolumeKey::empty(),
         );
         r.map_err(self.fail("adding a keyslot"))
+    }
+
+    /// Adds a keyslot for `passphrase` over a volume key that no data segment uses yet (the
+    /// target key of a re-encryption); reuses the key's digest if one exists.
+    pub(crate) fn add_unbound_keyslot(
+        &mut self,
+        volume_key: &VolumeKey,
+        passphrase: &[u8],
+    ) -> Result<u32> {
+        let r = self.dev.keyslot_handle().add_by_key(
+            None,
+            Some(Either::Left(volume_key.expose_secret())),
+            passphrase,
+            CryptVolumeKey::NO_SEGMENT | CryptVolumeKey::DIGEST_REUSE,
+        );
+        r.map_err(self.fail("adding a keyslot for the new volume key"))
+    }
+
+    /// Whether the header carries a (possibly interrupted) re-encryption.
+    pub(crate) fn reencrypt_in_progress(&mut self) -> Result<bool> {
+        let json = self.header_json()?;
+        Ok(json["config"]["requirements"]["mandatory"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r.as_str().is_some_and(|r| r.contains("reencrypt"))))
+    }
+
+    /// Re-encrypts the data segment from the key of `keyslot_old` to the key of `keyslot_new`
+    /// (both opened by `passphrase`), keeping cipher and sector size, with checksum
+    /// resilience: online on the active mapping `name`, or offline when `None`. libcryptsetup
+    /// removes the keyslots of the old key when it finishes.
+    pub(crate) fn reencrypt(
+        &mut self,
+        name: Option<&str>,
+        passphrase: &[u8],
+        keyslot_old: u32,
+        keyslot_new: u32,
+    ) -> Result<()> {
+        let json = self.header_json()?;
+        let sector_size = json["segments"]["0"]["sector_size"]
+            .as_u64()
+            .and_then(|s| u32::try_from(s).ok())
+            .ok_or_else(|| self.state("the data segment has no sector size"))?;
+        let cipher = self.cipher_spec()?;
+        let (c, m) = cipher
+            .split_once('-')
+            .ok_or_else(|| self.state("the cipher has no mode"))?;
+        let params = CryptParamsReencrypt {
+            mode: CryptReencryptModeInfo::Reencrypt,
+            direction: CryptReencryptDirectionInfo::Forward,
+            resilience: "checksum".into(),
+            hash: "sha256".into(),
+            data_shift: 0,
+            max_hotzone_size: 0,
+            device_size: 0,
+            luks2: Some(CryptParamsLuks2 {
+                pbkdf: Some(crate::profile::minimal_pbkdf()),
+                integrity: None,
+                integrity_params: None,
+                data_alignment: 0,
+                data_device: None,
+                sector_size,
+                label: None,
+                subsystem: None,
+            }),
+            flags: CryptReencrypt::empty(),
+        };
+        let r = self.dev.reencrypt_handle().reencrypt_init_by_passphrase(
+            name,
+            passphrase,
+            Some(keyslot_old),
+            Some(keyslot_new),
+            Some((c, m)),
+            params,
+        );
+        r.map_err(self.fail("starting the re-encryption"))?;
+        let r = self.dev.reencrypt_handle().reencrypt2::<()>(None, None);
+        r.map_err(self.fail("re-encrypting the data"))
     }
 
     /// Destroys a keyslot.

@@ -337,7 +337,7 @@ impl Unsealed {
         self.verify_volume_key(luks.path(), &uuid, &key)
     }
 
-    fn volume_key_of(&self, luks: &mut Luks2) -> Result<VolumeKey> {
+    pub(crate) fn volume_key_of(&self, luks: &mut Luks2) -> Result<VolumeKey> {
         luks.volume_key(self.keyslot, self.passphrase())?
             .ok_or_else(|| Error::WrongSecret {
                 device: luks.path().into(),
