@@ -37,32 +37,14 @@ enum Command {
     },
     /// Plan sealing this board's root: keybound-init carries it out on the next boot.
     ///
-    /// Writes a plan (no secret: the vendor's public key, the board profile, the mode) to the
-    /// boot partition. On the next boot, before root is mounted, keybound-init checks the
-    /// filesystem, shrinks it by 32 MiB, encrypts it in place with LUKS2 (aborting before any
-    /// write if there is no room), enrols this board's Zymkey and the vendor's recovery slot,
-    /// removes the plan and boots the sealed root.
-    Provision {
-        /// The vendor's age X25519 recipient (`age1...`, from `keybound-vendor keygen`).
-        #[arg(long, value_name = "AGE1...")]
-        recipient: String,
-        /// The board: pi5 (AES-XTS) or pi4/CM4 (Adiantum).
-        #[arg(long, value_enum)]
-        profile: provision::Profile,
-        /// Format root anew instead of encrypting it in place: DESTROYS all data on root.
-        #[arg(long)]
-        fresh: bool,
-        /// Replace the enrolment of an already sealed root.
-        #[arg(long = "re-enrol")]
-        re_enrol: bool,
-        /// Print the plan instead of writing it.
-        #[arg(long)]
-        dry_run: bool,
-        /// Write the plan into this directory (a mounted boot partition, e.g. on a host with
-        /// the card attached) instead of mounting the board's boot partition.
-        #[arg(long, value_name = "DIR")]
-        boot_dir: Option<std::path::PathBuf>,
-    },
+    /// Writes a plan (no secret: the vendor's public key, the board profile, the mode, the
+    /// perimeter policy) to the boot partition. On the next boot, before root is mounted,
+    /// keybound-init checks the filesystem, shrinks it by 32 MiB, encrypts it in place with
+    /// LUKS2 (aborting before any write if there is no room; a power cut resumes on the
+    /// following boot), enrols this board's Zymkey and the vendor's recovery slot, arms the
+    /// perimeter policy, removes the plan and boots the sealed root. An already sealed root is
+    /// refused unless --re-enrol is given. --fresh DESTROYS ALL DATA ON ROOT.
+    Provision(provision::Request),
     /// Re-seal the root to a replacement Zymkey with the vendor's recovery secret (stdin).
     ///
     /// The secret comes from `keybound-vendor recovery-secret` at the vendor's desk; type or
@@ -99,21 +81,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Status { json, device } => status::run(json, device.as_deref()),
-        Command::Provision {
-            recipient,
-            profile,
-            fresh,
-            re_enrol,
-            dry_run,
-            boot_dir,
-        } => provision::run(&provision::Request {
-            recipient,
-            profile,
-            fresh,
-            re_enrol,
-            dry_run,
-            boot_dir,
-        }),
+        Command::Provision(request) => provision::run(&request),
         Command::Reseal { device } => reseal::run(&device),
         Command::Rotate { recipient, device } => rotate::run(device.as_deref(), &recipient),
         Command::Token { command } => token::run(command),

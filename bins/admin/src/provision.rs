@@ -20,19 +20,96 @@ pub(crate) enum Profile {
     Pi5,
 }
 
-/// What to provision.
+/// A perimeter channel and what a breach on it does, as `chN=ACTIONS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PerimeterRule {
+    /// Channel 0 or 1.
+    pub(crate) channel: u8,
+    /// Notify the host.
+    pub(crate) notify: bool,
+    /// Destroy the module's keys (the sealed root can then never be unlocked on this module).
+    pub(crate) self_destruct: bool,
+}
+
+impl std::str::FromStr for PerimeterRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (channel, actions) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected chN=ACTIONS, e.g. ch0=self-destruct"))?;
+        let channel = match channel {
+            "ch0" => 0,
+            "ch1" => 1,
+            other => return Err(format!("`{other}`: the perimeter channels are ch0 and ch1")),
+        };
+        let mut rule = Self {
+            channel,
+            notify: false,
+            self_destruct: false,
+        };
+        if actions != "none" {
+            for part in actions.split('+') {
+                match part {
+                    "notify" if !rule.notify => rule.notify = true,
+                    "self-destruct" if !rule.self_destruct => rule.self_destruct = true,
+                    other => {
+                        return Err(format!(
+                            "`{other}`: perimeter actions are none, notify, self-destruct or notify+self-destruct"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(rule)
+    }
+}
+
+impl PerimeterRule {
+    fn actions(self) -> &'static str {
+        match (self.notify, self.self_destruct) {
+            (false, false) => "none",
+            (true, false) => "notify",
+            (false, true) => "self-destruct",
+            (true, true) => "notify+self-destruct",
+        }
+    }
+}
+
+/// What to provision: the arguments of `keybound provision` (its help is in main.rs).
+#[derive(clap::Args, Debug)]
 pub(crate) struct Request {
+    /// The vendor's age X25519 recipient (`age1...`, from `keybound-vendor keygen`).
+    #[arg(long, value_name = "AGE1...")]
     pub(crate) recipient: String,
+    /// The board: pi5 (AES-XTS) or pi4/CM4 (Adiantum).
+    #[arg(long, value_enum)]
     pub(crate) profile: Profile,
+    /// DESTROYS ALL DATA ON ROOT: format root anew instead of encrypting it in place.
+    #[arg(long, conflicts_with = "re_enrol")]
     pub(crate) fresh: bool,
+    /// Re-enrol an already sealed root: a new sealed secret bound to the Zymkey present and a
+    /// new recovery secret for RECIPIENT; the volume key and the data stay.
+    #[arg(long = "re-enrol")]
     pub(crate) re_enrol: bool,
+    /// The Zymkey perimeter (tamper) policy to arm after enrolment, per channel:
+    /// `ch0=self-destruct,ch1=notify` (actions: none, notify, self-destruct,
+    /// notify+self-destruct). Self-destruct makes the sealed root unopenable on this module
+    /// after a breach: only the vendor's recovery secret opens it then.
+    #[arg(long, value_name = "chN=ACTIONS", value_delimiter = ',')]
+    pub(crate) perimeter: Vec<PerimeterRule>,
+    /// Print the plan instead of writing it.
+    #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Write the plan into this directory (a mounted boot partition, e.g. on a host with the
+    /// card attached) instead of mounting the board's boot partition.
+    #[arg(long, value_name = "DIR")]
     pub(crate) boot_dir: Option<PathBuf>,
 }
 
 /// The plan text keybound-init parses (version 1, `key=value`).
 pub(crate) fn plan_text(req: &Request) -> String {
-    format!(
+    let mut text = format!(
         "# keybound provisioning plan: keybound-init carries it out on the next boot.\n\
          # mode=fresh formats root anew and DESTROYS its data; in-place keeps it.\n\
          version=1\nrecipient={}\nprofile={}\nmode={}\nre-enrol={}\n",
@@ -43,7 +120,15 @@ pub(crate) fn plan_text(req: &Request) -> String {
         },
         if req.fresh { "fresh" } else { "in-place" },
         if req.re_enrol { "yes" } else { "no" },
-    )
+    );
+    for rule in &req.perimeter {
+        text.push_str(&format!(
+            "perimeter-ch{}={}\n",
+            rule.channel,
+            rule.actions()
+        ));
+    }
+    text
 }
 
 /// Runs the command.
@@ -60,13 +145,28 @@ pub(crate) fn run(req: &Request) -> ExitCode {
 fn provision(req: &Request) -> Result<(), String> {
     age::x25519::Recipient::from_str(&req.recipient)
         .map_err(|_| "--recipient is not an age X25519 recipient (age1...)".to_string())?;
+    let mut channels: Vec<u8> = req.perimeter.iter().map(|r| r.channel).collect();
+    channels.sort_unstable();
+    if channels.windows(2).any(|w| w[0] == w[1]) {
+        return Err("--perimeter names a channel twice".into());
+    }
     let text = plan_text(req);
     if req.dry_run {
         print!("{text}");
         return Ok(());
     }
-    if root_is_sealed() && !req.re_enrol {
-        return Err("root is already sealed; use --re-enrol to replace the enrolment".into());
+    // On the board itself (no --boot-dir) the running root tells whether it is sealed; with
+    // --boot-dir keybound-init checks the card on its next boot.
+    if req.boot_dir.is_none() {
+        match (root_is_sealed(), req.re_enrol) {
+            (true, false) => {
+                return Err(
+                    "root is already sealed; use --re-enrol to replace the enrolment".into(),
+                );
+            }
+            (false, true) => return Err("root is not sealed: there is nothing to re-enrol".into()),
+            _ => {}
+        }
     }
     match &req.boot_dir {
         Some(dir) => write_plan(dir, &text),
@@ -166,6 +266,7 @@ mod tests {
             profile: Profile::Pi5,
             fresh: false,
             re_enrol: false,
+            perimeter: vec![],
             dry_run: false,
             boot_dir: dir,
         }
@@ -188,13 +289,42 @@ mod tests {
     #[test]
     fn plan_is_written_to_the_boot_dir_and_bad_recipients_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(provision(&req(Some(dir.path().into()))).is_ok() || root_is_sealed());
-        if !root_is_sealed() {
-            let text = std::fs::read_to_string(dir.path().join(PLAN_FILE)).unwrap();
-            assert_eq!(text, plan_text(&req(None)));
-        }
+        provision(&req(Some(dir.path().into()))).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(PLAN_FILE)).unwrap();
+        assert_eq!(text, plan_text(&req(None)));
         let mut bad = req(Some(dir.path().into()));
         bad.recipient = "age1notakey".into();
         assert!(provision(&bad).is_err());
+    }
+
+    #[test]
+    fn perimeter_rules_parse_and_reach_the_plan() {
+        let mut r = req(None);
+        r.perimeter = ["ch0=self-destruct", "ch1=notify+self-destruct"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let text = plan_text(&r);
+        assert!(
+            text.lines().any(|l| l == "perimeter-ch0=self-destruct"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l == "perimeter-ch1=notify+self-destruct"),
+            "{text}"
+        );
+        for bad in [
+            "ch2=notify",
+            "ch0",
+            "ch0=explode",
+            "ch1=notify+notify",
+            "ch0=",
+        ] {
+            assert!(bad.parse::<PerimeterRule>().is_err(), "{bad}");
+        }
+        r.perimeter.push("ch0=none".parse().unwrap());
+        r.dry_run = true;
+        assert!(provision(&r).unwrap_err().contains("twice"));
     }
 }

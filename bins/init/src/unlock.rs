@@ -146,7 +146,9 @@ pub(crate) fn reason(e: &Error) -> String {
     match e {
         Error::Zymkey(Zk::BindingFailed) => "zymkey binding failed".into(),
         Error::Zymkey(Zk::BlobRejected(r)) => format!("sealed blob refused by the zymkey: {r}"),
-        Error::Zymkey(Zk::Destroyed) => "zymkey destroyed".into(),
+        Error::Zymkey(Zk::Destroyed) => {
+            "zymkey destroyed its keys (perimeter breach with self-destruct)".into()
+        }
         Error::Zymkey(Zk::ModuleAbsent) => "no zymkey".into(),
         Error::Zymkey(Zk::NotAnswering) => "zymkey not answering".into(),
         Error::Zymkey(Zk::LibraryNotInstalled { .. }) => "zymkey library missing".into(),

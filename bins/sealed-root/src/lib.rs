@@ -12,6 +12,9 @@
 //!   [`rotate_recovery`] replaces the recovery secret; [`rotate`] (after a field recovery)
 //!   re-encrypts the data to a new volume key, replaces the recovery secret and re-seals the
 //!   volume check.
+//! - First-boot provisioning: [`reencrypt_pending`] (an interrupted in-place encryption),
+//!   [`volume_key_from_keyslot`], [`discard_partial_enrolment`], and [`re_enroll`] (new sealed
+//!   and recovery secrets, same volume key).
 //!
 //! Tokens are parsed strictly ([`token`]); no policy is read from them. Secrets live in
 //! wiping types that never print their bytes.
@@ -23,6 +26,7 @@ mod luks;
 mod ops;
 mod payload;
 mod profile;
+mod provisioning;
 mod rotate;
 mod secret;
 mod summary;
@@ -38,6 +42,9 @@ pub use ops::{
 };
 pub use payload::{PAYLOAD_VERSION, SealedPayload};
 pub use profile::{BoardProfile, RecoveryKdf};
+pub use provisioning::{
+    discard_partial_enrolment, re_enroll, reencrypt_pending, volume_key_from_keyslot,
+};
 pub use rotate::{Rotation, rotate};
 pub use secret::{RecoverySecret, SECRET_LEN, SealedSecret, VolumeKey};
 pub use summary::{KeyslotSummary, SlotRole, VolumeSummary, summarize};

@@ -126,7 +126,7 @@ pub fn enroll(
 }
 
 /// Adds a sealed keyslot and writes (or replaces) the zymkey token. Returns (keyslot, token).
-fn add_sealed(
+pub(crate) fn add_sealed(
     luks: &mut Luks2,
     volume_key: &VolumeKey,
     element: &dyn SecureElement,
@@ -153,7 +153,7 @@ fn add_sealed(
 }
 
 /// Adds a recovery keyslot for `recovery` and writes (or replaces) the recovery token.
-fn add_recovery(
+pub(crate) fn add_recovery(
     luks: &mut Luks2,
     volume_key: &VolumeKey,
     recovery: &RecoverySecret,

@@ -183,6 +183,32 @@ impl QemuBoard {
         Ok(())
     }
 
+    /// Throttles the card's I/O to `bytes_per_second` (reads and writes together; 0 lifts the
+    /// limit) with QMP `block_set_io_throttle` on the running board: a slow card, so that a
+    /// power cut lands in the middle of a long write (e.g. in-place encryption). The limit
+    /// lasts until the board powers off.
+    pub fn throttle_card(&mut self, bytes_per_second: u64) -> Result<(), BoardError> {
+        let name = self.config.name.clone();
+        let running = self.running.as_mut().ok_or_else(|| BoardError::State {
+            board: name.clone(),
+            reason: "not powered".into(),
+        })?;
+        running
+            .qmp
+            .execute(
+                "block_set_io_throttle",
+                serde_json::json!({"device": "card", "bps": bytes_per_second, "bps_rd": 0,
+                    "bps_wr": 0, "iops": 0, "iops_rd": 0, "iops_wr": 0}),
+            )
+            .map_err(|e| BoardError::Emulator {
+                what: format!("board {name}: card throttle"),
+                detail: e,
+            })?;
+        self.console
+            .note(&format!("card throttled to {bytes_per_second} bytes/s"));
+        Ok(())
+    }
+
     fn state_error(&self, reason: &str) -> BoardError {
         BoardError::State {
             board: self.config.name.clone(),
