@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod boot_cmd;
 mod bundle_cmd;
 mod image_cmd;
+mod mutants_cmd;
 mod qemu_target;
 mod rig_target;
 mod scenario_cmd;
@@ -38,6 +39,9 @@ enum Command {
     Run(scenario_cmd::RunArgs),
     /// Replay a field-bug bundle written by `run --save-bundle` on its exact image.
     Repro(scenario_cmd::ReproArgs),
+    /// Planted bugs: build each one (hil/lab/mutants.toml), run the scenario that must catch
+    /// it, print the table (also target/mutants/table.md).
+    Mutants(mutants_cmd::MutantsArgs),
     /// List the scenarios with their tags and titles.
     List {
         /// Files or directories (default: scenarios/).
@@ -103,6 +107,10 @@ fn main() -> ExitCode {
         }),
         Command::Repro(args) => scenario_cmd::repro(&repo, args).and_then(|ok| {
             anyhow::ensure!(ok, "the replayed scenario failed again (see above)");
+            Ok(())
+        }),
+        Command::Mutants(args) => mutants_cmd::run(&repo, args).and_then(|ok| {
+            anyhow::ensure!(ok, "not every planted bug was caught (see the table)");
             Ok(())
         }),
         Command::List { paths } => scenario_cmd::list(&repo, &paths),
