@@ -56,6 +56,9 @@ pub(crate) struct MutantsArgs {
     /// List the mutants and their scenarios; build and run nothing.
     #[arg(long)]
     list: bool,
+    /// Only build the selected mutants' images (print their hashes); run nothing.
+    #[arg(long)]
+    build_only: bool,
 }
 
 /// The mapping file.
@@ -492,7 +495,23 @@ fn has_hook(repo: &Path, krate: &str, name: &str) -> bool {
 }
 
 fn build_mutant(repo: &Path, name: &str) -> anyhow::Result<BuiltImage> {
-    let cross = CrossBuild::mutant(repo, name, repo.join(OUT_DIR).join("build"));
+    let dir = repo.join(OUT_DIR).join("build");
+    let guest = CrossBuild::new(repo).target_dir();
+    if !dir.exists() && guest.is_dir() {
+        // The first mutant build starts from a copy of the normal guest build (cargo's
+        // fingerprints survive the copy): only the hooked crates and their dependants compile.
+        std::fs::create_dir_all(repo.join(OUT_DIR))?;
+        let tmp = repo.join(OUT_DIR).join("build.copying");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let status = std::process::Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(&guest)
+            .arg(&tmp)
+            .status()?;
+        anyhow::ensure!(status.success(), "copying {} failed", guest.display());
+        std::fs::rename(&tmp, &dir)?;
+    }
+    let cross = CrossBuild::mutant(repo, name, dir);
     Ok(guest_image::build_with(
         &cross,
         Profile::Test,
@@ -537,6 +556,26 @@ pub(crate) fn run(repo: &Path, args: MutantsArgs) -> anyhow::Result<bool> {
                     " (no scenario yet)"
                 },
                 m.breaks
+            );
+        }
+        return Ok(true);
+    }
+    if args.build_only {
+        let clean = crate::image_cmd::build_image(repo, Profile::Test, false)?;
+        println!("clean image    sha256 {}", clean.manifest.card_sha256);
+        for m in &selected {
+            let started = Instant::now();
+            let image = build_mutant(repo, &m.name)?;
+            println!(
+                "{:<22} sha256 {}{} ({:.0} s)",
+                m.name,
+                image.manifest.card_sha256,
+                if image.manifest.card_sha256 == clean.manifest.card_sha256 {
+                    " = the clean image: the hook is not on the guest"
+                } else {
+                    ""
+                },
+                started.elapsed().as_secs_f64()
             );
         }
         return Ok(true);
