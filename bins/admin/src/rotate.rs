@@ -67,12 +67,22 @@ fn rotate(
         }
     );
     let started = std::time::Instant::now();
+    let mut shown = 0u64;
+    let mut progress = |done: u64, total: u64| {
+        let pct = (done * 100).checked_div(total).unwrap_or(0);
+        if pct >= shown + 10 {
+            shown = pct - pct % 10;
+            eprintln!("keybound rotate: re-encrypted {shown}%");
+        }
+        true
+    };
     let r = sealed_root::rotate(
         &device,
         name.as_deref(),
         &zk,
         &vendor,
         sealed_root::RecoveryKdf::Production,
+        Some(&mut progress),
     )
     .map_err(|e| e.to_string())?;
     // Prove the new binding before reporting success.
@@ -92,9 +102,14 @@ pub(crate) fn run(device: Option<&Path>, recipient: &str) -> ExitCode {
         Ok((device, r)) => {
             let removed: Vec<String> = r.removed_keyslots.iter().map(u32::to_string).collect();
             println!(
-                "rotated {}: new volume key ({}), sealed keyslot {}, recovery keyslot {}, \
+                "rotated {}{}: new volume key ({}), sealed keyslot {}, recovery keyslot {}, \
                  old keyslots {} destroyed, volume check verified",
                 device.display(),
+                if r.resumed {
+                    " (finished an interrupted rotation)"
+                } else {
+                    ""
+                },
                 if r.online { "online" } else { "offline" },
                 r.sealed_keyslot,
                 r.recovery_keyslot,

@@ -11,7 +11,7 @@
 //! - [`reseal`] binds the volume to a replacement module with the recovery secret;
 //!   [`rotate_recovery`] replaces the recovery secret; [`rotate`] (after a field recovery)
 //!   re-encrypts the data to a new volume key, replaces the recovery secret and re-seals the
-//!   volume check.
+//!   volume check; [`finish_rotation`] completes one a power cut interrupted.
 //! - First-boot provisioning: [`reencrypt_pending`] (an interrupted in-place encryption),
 //!   [`volume_key_from_keyslot`], [`discard_partial_enrolment`], and [`re_enroll`] (new sealed
 //!   and recovery secrets, same volume key).
@@ -45,6 +45,6 @@ pub use profile::{BoardProfile, RecoveryKdf};
 pub use provisioning::{
     discard_partial_enrolment, re_enroll, reencrypt_pending, volume_key_from_keyslot,
 };
-pub use rotate::{Rotation, rotate};
+pub use rotate::{Progress, ROTATION_TOKEN, Rotation, finish_rotation, rotate};
 pub use secret::{RecoverySecret, SECRET_LEN, SealedSecret, VolumeKey};
 pub use summary::{KeyslotSummary, SlotRole, VolumeSummary, summarize};

@@ -214,18 +214,23 @@ impl Luks2 {
 
     /// Re-encrypts the data segment from the key of `keyslot_old` to the key of `keyslot_new`
     /// (both opened by `passphrase`), keeping cipher and sector size, with checksum
-    /// resilience: online on the active mapping `name`, or offline when `None`. libcryptsetup
-    /// removes the keyslots of the old key when it finishes.
+    /// resilience: online on the active mapping `name`, or offline when `None`. With `resume`,
+    /// continues an interrupted re-encryption instead (the keyslots are then found by the
+    /// passphrase). `progress(done, total)` is called as the data advances; returning `false`
+    /// stops the re-encryption cleanly, to be resumed later. libcryptsetup removes the keyslots
+    /// of the old key when it finishes.
     pub(crate) fn reencrypt(
         &mut self,
         name: Option<&str>,
         passphrase: &[u8],
-        keyslot_old: u32,
-        keyslot_new: u32,
+        keyslots: Option<(u32, u32)>,
+        resume: bool,
+        progress: Option<&mut dyn FnMut(u64, u64) -> bool>,
     ) -> Result<()> {
         let json = self.header_json()?;
-        let sector_size = json["segments"]["0"]["sector_size"]
-            .as_u64()
+        let sector_size = json["segments"]
+            .as_object()
+            .and_then(|s| s.values().find_map(|seg| seg["sector_size"].as_u64()))
             .and_then(|s| u32::try_from(s).ok())
             .ok_or_else(|| self.state("the data segment has no sector size"))?;
         let cipher = self.cipher_spec()?;
@@ -250,19 +255,68 @@ impl Luks2 {
                 label: None,
                 subsystem: None,
             }),
-            flags: CryptReencrypt::empty(),
+            flags: if resume {
+                CryptReencrypt::RESUME_ONLY
+            } else {
+                CryptReencrypt::empty()
+            },
         };
         let r = self.dev.reencrypt_handle().reencrypt_init_by_passphrase(
             name,
             passphrase,
-            Some(keyslot_old),
-            Some(keyslot_new),
-            Some((c, m)),
+            keyslots.map(|k| k.0),
+            keyslots.map(|k| k.1),
+            (!resume).then_some((c, m)),
             params,
         );
-        r.map_err(self.fail("starting the re-encryption"))?;
-        let r = self.dev.reencrypt_handle().reencrypt2::<()>(None, None);
+        r.map_err(self.fail(if resume {
+            "resuming the re-encryption"
+        } else {
+            "starting the re-encryption"
+        }))?;
+        type Callback<'a> = &'a mut dyn FnMut(u64, u64) -> bool;
+        unsafe extern "C" fn trampoline(
+            size: u64,
+            offset: u64,
+            usrptr: *mut std::ffi::c_void,
+        ) -> libcryptsetup_rs::c_int {
+            // SAFETY: usrptr is the `Callback` passed to reencrypt2 below, alive for the call.
+            let f = unsafe { &mut *usrptr.cast::<Callback<'_>>() };
+            if (*f)(offset, size) { 0 } else { 1 }
+        }
+        let r = match progress {
+            Some(mut f) => self
+                .dev
+                .reencrypt_handle()
+                .reencrypt2::<Callback<'_>>(Some(trampoline), Some(&mut f)),
+            None => self.dev.reencrypt_handle().reencrypt2::<()>(None, None),
+        };
         r.map_err(self.fail("re-encrypting the data"))
+    }
+
+    /// Removes token `id`.
+    pub(crate) fn remove_token(&mut self, id: u32) -> Result<()> {
+        let r = self
+            .dev
+            .token_handle()
+            .json_set(TokenInput::RemoveToken(id));
+        r.map(|_| ()).map_err(self.fail("removing a token"))
+    }
+
+    /// Whether `keyslot` belongs to the key the data segment uses now (its digest lists
+    /// segment 0); `false` for an unbound keyslot or one that does not exist.
+    pub(crate) fn keyslot_bound_to_data(&mut self, keyslot: u32) -> Result<bool> {
+        let json = self.header_json()?;
+        let ks = keyslot.to_string();
+        let has = |v: &Value, s: &str| {
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(s)))
+        };
+        Ok(json["digests"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .any(|(_, d)| has(&d["keyslots"], &ks) && has(&d["segments"], "0")))
     }
 
     /// Destroys a keyslot.
