@@ -25,7 +25,8 @@ fn init_program(_cmdline: &str) -> String {
     switch::REAL_INIT.to_string()
 }
 
-/// Planted bug: honours `init=` from the command line.
+/// Planted bug: honours `init=` from the command line. Caught by scenario
+/// attacks/cmdline-init-override-ignored.
 #[cfg(keybound_mutant = "init-honoured")]
 fn init_program(cmdline: &str) -> String {
     cmdline

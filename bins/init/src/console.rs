@@ -21,6 +21,7 @@ pub(crate) fn say(line: &str) {
 pub(crate) fn fail(reason: &str) -> ! {
     say(&format!("keybound: sealed: {reason}"));
     nix::unistd::sync();
+    // Planted bug shell-on-failure: caught by scenario faults/boot-failure-no-shell.
     #[cfg(keybound_mutant = "shell-on-failure")]
     fake_shell();
     std::thread::sleep(FAIL_DELAY);

@@ -30,6 +30,7 @@ pub(crate) fn unlock(partition: &Path) -> Result<String, String> {
     // libcryptsetup's lock directory; the initramfs is a writable rootfs.
     let _ = std::fs::create_dir_all("/run/cryptsetup");
     let unsealed = unseal_with_retry(partition).map_err(|e| reason(&e))?;
+    // Planted bug secret-on-boot: caught by scenario attacks/boot-partition-holds-no-unlock-secret.
     #[cfg(keybound_mutant = "secret-on-boot")]
     leak_to_boot_partition(partition, &unsealed);
     activate(partition, &unsealed).map_err(|e| reason(&e))?;
@@ -113,7 +114,8 @@ fn activate(partition: &Path, unsealed: &Unsealed) -> Result<(), Error> {
 }
 
 /// Planted bug: activates with the unsealed passphrase and never verifies the volume check, so
-/// a swapped partition carrying a copied token boots.
+/// a swapped partition carrying a copied token boots. Caught by scenario
+/// attacks/root-header-swapped-powers-off.
 #[cfg(keybound_mutant = "volume-check-skipped")]
 fn activate(partition: &Path, unsealed: &Unsealed) -> Result<(), Error> {
     use libcryptsetup_rs::consts::flags::CryptActivate;

@@ -86,6 +86,7 @@ pub enum CounterError {
 
 /// Decides whether `presented` may follow `recorded`.
 pub fn decide(recorded: Option<u32>, presented: u32) -> bool {
+    // Planted bug counter-unchecked: caught by scenario login/cloned-token-after-original.
     #[cfg(keybound_mutant = "counter-unchecked")]
     {
         let _ = (recorded, presented);

@@ -108,6 +108,7 @@ pub fn parse_auth_data(raw: &[u8]) -> Result<AuthData, VerifyError> {
 }
 
 fn rp_id_matches(expected: &[u8; 32], got: &[u8; 32]) -> bool {
+    // Planted bug wrong-rpid-accepted: caught by scenario login/wrong-rpid.
     #[cfg(keybound_mutant = "wrong-rpid-accepted")]
     {
         let _ = (expected, got);

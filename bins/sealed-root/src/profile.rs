@@ -102,7 +102,8 @@ pub(crate) fn minimal_pbkdf() -> CryptPbkdfType {
 
 /// The recovery keyslot's PBKDF.
 pub(crate) fn recovery_pbkdf(cost: RecoveryKdf) -> Result<CryptPbkdfType, String> {
-    // Planted bug (issue 8): the recovery slot gets the sealed slot's minimal PBKDF2.
+    // Planted bug weak-recovery-kdf (issue 8): the recovery slot gets the sealed slot's minimal
+    // PBKDF2. Caught by scenario attacks/recovery-keyslot-has-production-kdf.
     #[cfg(keybound_mutant = "weak-recovery-kdf")]
     {
         let _ = cost;

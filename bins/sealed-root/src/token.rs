@@ -230,7 +230,8 @@ impl ZymkeyToken {
         f.check_version()?;
         let keyslot = f.keyslot()?;
         let sealed_blob = f.base64("sealed-blob")?;
-        // Planted bug (issue 8): policy read from the (unauthenticated) header.
+        // Planted bug token-metadata-policy (issue 8): policy read from the (unauthenticated)
+        // header. Caught by scenario attacks/token-field-cannot-skip-volume-check.
         #[cfg(keybound_mutant = "token-metadata-policy")]
         let skip_volume_check = value.get("volume-check").and_then(Value::as_str) == Some("skip");
         Ok(Self {
