@@ -49,7 +49,8 @@ enum Command {
     ///
     /// The secret comes from `keybound-vendor recovery-secret` at the vendor's desk; type or
     /// pipe it (never echoed). A new sealed keyslot and token are written for this board's
-    /// Zymkey, the old sealed keyslot is destroyed, and the new binding is verified.
+    /// Zymkey, the old sealed keyslot is destroyed, and the new binding is verified. Then run
+    /// `keybound rotate`: the secret has been exposed.
     Reseal {
         /// The sealed root's LUKS2 device (e.g. /dev/mmcblk0p2).
         #[arg(long, value_name = "DEV")]
