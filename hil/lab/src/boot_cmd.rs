@@ -111,13 +111,15 @@ pub(crate) fn build_host_tools(repo: &Path) -> anyhow::Result<()> {
         "zymkey-emu",
         "--package",
         "virtual-fido",
+        "--package",
+        "keybound-vendor",
     ]);
     if release {
         cmd.arg("--release");
     }
     anyhow::ensure!(
         cmd.status()?.success(),
-        "building the emulator daemons (zymkey-emu, virtual-fido) failed"
+        "building the harness host tools (zymkey-emu, virtual-fido, keybound-vendor) failed"
     );
     Ok(())
 }

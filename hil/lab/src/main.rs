@@ -7,9 +7,12 @@ use clap::{Parser, Subcommand};
 
 mod boot_cmd;
 mod bundle_cmd;
+mod card_scan;
 mod image_cmd;
 mod mutants_cmd;
+mod provisioned_cache;
 mod qemu_target;
+mod qemu_token;
 mod rig_target;
 mod scenario_cmd;
 

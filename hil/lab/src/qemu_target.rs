@@ -3,11 +3,10 @@
 //! the test-only maintenance channel for harness checks.
 
 use std::any::Any;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use board::{Board, Console, Mark};
 use card::Card;
@@ -15,33 +14,79 @@ use guest_image::BuiltImage;
 use keybound_vendor::boot::BootKey;
 use qemu_runner::{QemuBoard, QemuBoardConfig, SignedFirmware, ZymkeyModule};
 use scenario::engine::{
-    BootOutcome, KillSwitch, LoginFacts, ScenarioBoard, ScenarioCard, Secret, StepError, Target,
-    ZymkeyOp,
+    BootOutcome, KillSwitch, LoginFacts, ScenarioBoard, ScenarioCard, ScenarioToken, Secret,
+    StepError, Target, ZymkeyOp,
 };
-use scenario::{ActionKind, Binding, BoardSpec, CardSlot, ExpectKind, Scenario, Step, ZymkeyFault};
+use scenario::{
+    Binding, BoardProfile, BoardSpec, CardSlot, Scenario, Step, TokenSpec, ZymkeyFault,
+};
+
+use crate::card_scan;
+use crate::provisioned_cache::ProvisionedCache;
+use crate::qemu_token::{self, QemuToken};
 use serde_json::json;
 
 /// What ends a boot on the console: up, sealed (keybound-init's `keybound: sealed: REASON` before
 /// it powers off), or given up.
 const BOOT_END: &str = r"keybound-guest: sshd ready|keybound(-init)?: sealed.*|keybound-guest: root PARTUUID=.* not found|keybound-guest: mounting .* failed|Kernel panic.*";
 
+/// The harness's TEST-ONLY vendor recovery identity (age X25519): boards are provisioned for its
+/// recipient, and the harness decrypts recovery secrets with it (fixtures/test-keys/README.md).
+const VENDOR_IDENTITY: &str = "fixtures/test-keys/vendor-recovery.agekey";
+
 /// QEMU boards from the current guest image.
 pub(crate) struct QemuTarget {
     image: BuiltImage,
+    repo: PathBuf,
     maintenance_key: PathBuf,
     zymkey_emu: Option<PathBuf>,
+    virtual_fido: Option<PathBuf>,
     /// The vendor's secure-boot key for this run (made on first use by a signed-boot board).
     boot_key: OnceLock<BootKey>,
+    cache: ProvisionedCache,
+    /// The first token declared enrolled in each scenario starts as the image's enrolled token.
+    preenrolled_taken: std::sync::Mutex<std::collections::BTreeSet<PathBuf>>,
 }
 
 impl QemuTarget {
     pub(crate) fn new(image: BuiltImage, repo: &Path) -> Self {
         Self {
             image,
+            repo: repo.to_path_buf(),
             maintenance_key: guest_image::maintenance_key(repo),
             zymkey_emu: qemu_runner::host_tool("zymkey-emu").ok(),
+            virtual_fido: qemu_runner::host_tool("virtual-fido").ok(),
             boot_key: OnceLock::new(),
+            cache: ProvisionedCache::new(guest_image::default_cache(repo).join("provisioned")),
+            preenrolled_taken: Default::default(),
         }
+    }
+
+    /// What a provisioned card of a board depends on besides the board's own id and module mode.
+    fn provision_inputs(&self) -> Result<ProvisionInputs, StepError> {
+        let identity = self.repo.join(VENDOR_IDENTITY);
+        let text = std::fs::read_to_string(&identity)
+            .map_err(|e| StepError::Failed(format!("reading {}: {e}", identity.display())))?;
+        let recipient = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# public key: "))
+            .ok_or_else(|| {
+                StepError::Failed(format!("{} names no public key", identity.display()))
+            })?
+            .trim()
+            .to_string();
+        let emulator = self
+            .zymkey_emu
+            .as_ref()
+            .and_then(|p| guest_image::sha256_file(p).ok())
+            .unwrap_or_default();
+        Ok(ProvisionInputs {
+            cache: self.cache.clone(),
+            image: self.image.card.to_string_lossy().into_owned(),
+            emulator,
+            recipient,
+            identity,
+        })
     }
 
     /// The run's vendor key for signed boot (RSA-2048, generated once per run).
@@ -55,15 +100,18 @@ impl QemuTarget {
     }
 }
 
-fn unsupported_action(kind: ActionKind) -> Option<&'static str> {
-    use ActionKind::*;
-    match kind {
-        Provision => Some("is not wired to `keybound provision` on QEMU boards yet"),
-        TokenPlug | TokenUnplug | TokenPresence | TokenClone => {
-            Some("needs virtual-fido wired to QEMU boards (usb-redir hot-plug; not built yet)")
-        }
-        _ => None,
-    }
+/// What provisioning a QEMU board needs from its target.
+#[derive(Clone)]
+struct ProvisionInputs {
+    cache: ProvisionedCache,
+    /// The image's card (content-addressed path).
+    image: String,
+    /// The Zymkey emulator build (its state format).
+    emulator: String,
+    /// The vendor's age recipient.
+    recipient: String,
+    /// The vendor's identity file (TEST-ONLY).
+    identity: PathBuf,
 }
 
 impl Target for QemuTarget {
@@ -76,8 +124,8 @@ impl Target for QemuTarget {
     }
 
     fn support(&self, scenario: &Scenario, step: &Step) -> Result<(), String> {
-        if let Some(reason) = unsupported_action(step.action.kind()) {
-            return Err(format!("`{}` {reason}", step.action.kind()));
+        if !step.action.tokens().is_empty() && self.virtual_fido.is_none() {
+            return Err("virtual-fido is not built (cargo build -p virtual-fido)".into());
         }
         for (_, board) in step.action.boards() {
             let spec = scenario.boards.get(board);
@@ -85,14 +133,32 @@ impl Target for QemuTarget {
                 return Err("zymkey-emu is not built (cargo build -p zymkey-emu)".into());
             }
         }
-        if step
-            .expect
-            .iter()
-            .any(|e| e.kind() == ExpectKind::KeyExfiltrated)
-        {
-            return Err("host-side proof of an exfiltrated key is not built yet".into());
-        }
         Ok(())
+    }
+
+    fn create_token(
+        &self,
+        name: &str,
+        spec: &TokenSpec,
+        dir: &Path,
+    ) -> Result<Box<dyn ScenarioToken>, StepError> {
+        let program = self
+            .virtual_fido
+            .as_ref()
+            .ok_or_else(|| StepError::Unsupported("virtual-fido is not built".into()))?;
+        // The scenario's first token declared enrolled is the one the test image enrols; any
+        // other declared enrolled is enrolled in the guest on its first plug.
+        let scenario_dir = dir.parent().and_then(Path::parent).unwrap_or(dir);
+        let first_enrolled = !spec.enrolled_on.is_empty()
+            && self
+                .preenrolled_taken
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(scenario_dir.to_path_buf());
+        let state = qemu_token::enrolled_test_token(&self.repo);
+        let token = QemuToken::start(program, dir, first_enrolled.then_some(state.as_path()))?;
+        let _ = name;
+        Ok(Box::new(token))
     }
 
     fn create_board(
@@ -153,6 +219,12 @@ impl Target for QemuTarget {
             module: None,
             pid: Arc::new(AtomicI32::new(0)),
             refused: false,
+            pristine: spec.card == CardSlot::Fresh && !spec.signed_boot,
+            binding: spec.zymkey.as_ref().map(|z| z.binding),
+            profile: spec.profile,
+            provision: self.provision_inputs().ok(),
+            provisioned_secrets: Vec::new(),
+            plugged_hidraw: 0,
         };
         if let Some((module, binding)) = zymkey {
             out.module = Some(module);
@@ -179,6 +251,17 @@ struct QemuScenarioBoard {
     pid: Arc<AtomicI32>,
     /// The secure-boot ROM refused the card at the last power-on (the board stayed dark).
     refused: bool,
+    /// The card in the slot is the image's, untouched (a provisioned copy may come from the
+    /// cache).
+    pristine: bool,
+    /// The module's binding mode, if the board has one.
+    binding: Option<Binding>,
+    profile: BoardProfile,
+    provision: Option<ProvisionInputs>,
+    /// What the harness learnt when it provisioned this board's card (searched for by scans).
+    provisioned_secrets: Vec<Secret>,
+    /// How many tokens are plugged (the guest's hidraw nodes to wait for).
+    plugged_hidraw: usize,
 }
 
 /// A card of a QEMU board.
@@ -221,9 +304,13 @@ impl ScenarioCard for QemuCard {
         }
         let raw = self.0.path().with_extension("scan.raw");
         self.0.export_raw(&raw).map_err(card_err)?;
-        let found = scan_file(&raw, secrets);
+        let found = card_scan::scan_file(&raw, secrets);
         let _ = std::fs::remove_file(&raw);
         found.map_err(|e| StepError::Failed(format!("reading the card image: {e}")))
+    }
+
+    fn exfiltration_proof(&self) -> Result<Option<String>, StepError> {
+        card_scan::exfiltration_proof(&self.0)
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
@@ -231,79 +318,187 @@ impl ScenarioCard for QemuCard {
     }
 }
 
-/// The forms a secret may take on a card: raw, hex (both cases), base64 at each alignment.
-fn needles(secret: &Secret) -> Vec<Vec<u8>> {
-    let b = &secret.bytes;
-    let mut out = vec![
-        b.clone(),
-        hex::encode(b).into_bytes(),
-        hex::encode_upper(b).into_bytes(),
-    ];
-    for skip in 0..3 {
-        if b.len() > skip + 6 {
-            let enc = base64_core(&b[skip..]);
-            // The middle of the encoding does not depend on what precedes or follows.
-            out.push(enc.as_bytes()[4..enc.len().saturating_sub(4)].to_vec());
-        }
-    }
-    out
-}
-
-fn base64_core(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n =
-            chunk.iter().fold(0u32, |acc, &x| (acc << 8) | u32::from(x)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-fn scan_file(path: &Path, secrets: &[Secret]) -> std::io::Result<Vec<String>> {
-    let forms: Vec<(usize, Vec<u8>)> = secrets
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| needles(s).into_iter().map(move |n| (i, n)))
+/// The QMP id of a token's USB device.
+fn usb_id(token: &str) -> String {
+    let clean: String = token
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let pattern = forms
-        .iter()
-        .map(|(_, n)| n.iter().map(|b| format!("\\x{b:02x}")).collect::<String>())
-        .collect::<Vec<_>>()
-        .join("|");
-    let pattern = format!("(?-u){pattern}");
-    let re =
-        regex::bytes::Regex::new(&pattern).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let overlap = forms.iter().map(|(_, n)| n.len()).max().unwrap_or(0);
-    let mut file = std::fs::File::open(path)?;
-    let mut buf = Vec::with_capacity(8 << 20);
-    let mut found = vec![false; secrets.len()];
-    let mut chunk = vec![0u8; 8 << 20];
-    loop {
-        let n = file.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        for m in re.find_iter(&buf) {
-            if let Some((i, _)) = forms.iter().find(|(_, f)| f.as_slice() == m.as_bytes()) {
-                found[*i] = true;
-            }
-        }
-        let keep = buf.len().saturating_sub(overlap);
-        buf.drain(..keep);
-    }
-    Ok(secrets
-        .iter()
-        .zip(found)
-        .filter(|(_, f)| *f)
-        .map(|(s, _)| s.label.clone())
-        .collect())
+    format!("tok-{clean}")
 }
 
 impl QemuScenarioBoard {
+    /// Waits until the guest lists exactly `count` `/dev/hidraw*` nodes (the kernel has bound the
+    /// plugged tokens, or let go of an unplugged one), over the test-only maintenance channel.
+    fn wait_for_hidraw(&self, count: usize) -> Result<(), StepError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let list = self
+                .board
+                .maintenance_exec("ls /dev | grep -c '^hidraw' || true")?;
+            if list.trim().parse::<usize>().ok() == Some(count) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(StepError::Failed(format!(
+                    "{}: the guest shows {} hidraw node(s) after 30 s, expected {count}",
+                    self.name,
+                    list.trim()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// Puts an overlay of a cached provisioned card in the slot (with the card id the module
+    /// was bound with) and gives the module the cached state.
+    fn restore_provisioned(
+        &mut self,
+        entry: &crate::provisioned_cache::Entry,
+    ) -> Result<(), StepError> {
+        let old = self.board.remove_card()?;
+        let path = old.path().to_path_buf();
+        drop(old);
+        std::fs::remove_file(&path)
+            .map_err(|e| StepError::Failed(format!("removing {}: {e}", path.display())))?;
+        let mut card = Card::overlay(&entry.card, "qcow2", &path).map_err(card_err)?;
+        card.set_serial(entry.card_serial.clone());
+        self.board.insert_card(card)?;
+        self.module()?
+            .control(json!({"cmd": "restore", "state": entry.module_state}))?;
+        Ok(())
+    }
+
+    /// Provisions as an ISV engineer does on a fresh board: boots it, runs `keybound provision`
+    /// (the plan goes to the boot partition), reboots so keybound-init encrypts root in place and
+    /// seals the key with the Zymkey, waits until it is up on the encrypted root, powers off.
+    fn provision_in_guest(
+        &mut self,
+        recipient: &str,
+        profile: &str,
+        deadline: Instant,
+    ) -> Result<(), StepError> {
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let up = |b: &mut Self, what: &str| -> Result<(), StepError> {
+            let mark = b.board.console().mark();
+            b.power_on()?;
+            match b.wait_boot(mark, left())? {
+                BootOutcome::Up => Ok(()),
+                other => Err(StepError::Failed(format!(
+                    "{}: {what}: the board did not come up ({other:?}); last console lines:\n{}",
+                    b.name,
+                    b.board.console().tail(15)
+                ))),
+            }
+        };
+        up(self, "booting to provision")?;
+        let out = self.board.maintenance_exec(&format!(
+            "keybound provision --recipient {recipient} --profile {profile} 2>&1; echo exit=$?; sync"
+        ))?;
+        if !out.trim_end().ends_with("exit=0") {
+            return Err(StepError::Failed(format!(
+                "{}: `keybound provision` failed: {}",
+                self.name,
+                out.trim()
+            )));
+        }
+        self.power_off()?;
+        let mark = self.board.console().mark();
+        up(self, "encrypting root in place")?;
+        self.board
+            .console()
+            .expect_guest_after(mark, "keybound-init: provisioning: done", Duration::ZERO)
+            .map_err(|_| {
+                StepError::Failed(format!(
+                    "{}: came up without keybound-init saying `provisioning: done`",
+                    self.name
+                ))
+            })?;
+        self.power_off()
+    }
+
+    /// Learns the provisioned card's recovery secret (the vendor's tool with the TEST-ONLY
+    /// identity) and volume key (`cryptsetup luksDump --dump-volume-key` with that secret), so
+    /// scans can look for them. Best effort: a failure is noted on the console, and a scan then
+    /// simply knows fewer secrets.
+    fn learn_secrets(&mut self, inputs: &ProvisionInputs) {
+        match self.read_card_secrets(&inputs.identity) {
+            Ok(secrets) => self.provisioned_secrets = secrets,
+            Err(e) => self.board.console().note(&format!(
+                "provision: the harness could not read the card's secrets: {e}"
+            )),
+        }
+    }
+
+    fn read_card_secrets(&self, identity: &Path) -> Result<Vec<Secret>, String> {
+        let card = self.board.card().ok_or("no card")?;
+        let dir = tempfile::Builder::new()
+            .prefix("kb-secrets-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let header = dir.path().join("root-header.img");
+        let mut range = card.layout().map_err(|e| e.to_string())?.root;
+        range.size = range.size.min(32 << 20);
+        card.read_range(range, &header).map_err(|e| e.to_string())?;
+        let vendor = qemu_runner::host_tool("keybound-vendor").map_err(|e| e.to_string())?;
+        let out = std::process::Command::new(vendor)
+            .arg("recovery-secret")
+            .arg("--card")
+            .arg(&header)
+            .arg("--identity")
+            .arg(identity)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "keybound-vendor recovery-secret: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let recovery = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let key_file = dir.path().join("recovery");
+        std::fs::write(&key_file, &recovery).map_err(|e| e.to_string())?;
+        let dump = std::process::Command::new("cryptsetup")
+            .args([
+                "luksDump",
+                "--dump-volume-key",
+                "--batch-mode",
+                "--key-file",
+            ])
+            .arg(&key_file)
+            .arg(&header)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&dump.stdout);
+        let mut volume_key = String::new();
+        let mut in_key = false;
+        for line in text.lines() {
+            if let Some(rest) = line
+                .split_once("MK dump:")
+                .or_else(|| line.split_once("Volume key:"))
+            {
+                in_key = true;
+                volume_key.push_str(rest.1);
+            } else if in_key && line.starts_with(char::is_whitespace) && !line.trim().is_empty() {
+                volume_key.push_str(line);
+            } else {
+                in_key = false;
+            }
+        }
+        let volume_key = hex::decode(volume_key.split_whitespace().collect::<String>())
+            .map_err(|_| "could not read the volume key from luksDump".to_string())?;
+        Ok(vec![
+            Secret {
+                label: format!("{}'s recovery secret", self.name),
+                bytes: recovery.into_bytes(),
+            },
+            Secret {
+                label: format!("{}'s root volume key", self.name),
+                bytes: volume_key,
+            },
+        ])
+    }
+
     fn module(&self) -> Result<&ZymkeyModule, StepError> {
         self.module
             .as_ref()
@@ -330,6 +525,7 @@ impl ScenarioBoard for QemuScenarioBoard {
     }
 
     fn power_on(&mut self) -> Result<(), StepError> {
+        self.pristine = false;
         if self.module.is_some() {
             // The module's host software measures this board and the card in the slot now.
             self.zymkey(ZymkeyOp::Attach)?;
@@ -404,10 +600,12 @@ impl ScenarioBoard for QemuScenarioBoard {
     }
 
     fn remove_card(&mut self) -> Result<Box<dyn ScenarioCard>, StepError> {
+        self.pristine = false;
         Ok(Box::new(QemuCard(self.board.remove_card()?)))
     }
 
     fn insert_card(&mut self, card: Box<dyn ScenarioCard>) -> Result<(), StepError> {
+        self.pristine = false;
         let card = card
             .into_any()
             .downcast::<QemuCard>()
@@ -523,30 +721,131 @@ impl ScenarioBoard for QemuScenarioBoard {
         Ok(())
     }
 
-    fn provision(&mut self, _timeout: Duration) -> Result<(), StepError> {
-        Err(StepError::Unsupported(
-            unsupported_action(ActionKind::Provision)
-                .unwrap_or_default()
-                .into(),
-        ))
+    fn provision(&mut self, timeout: Duration) -> Result<(), StepError> {
+        let deadline = Instant::now() + timeout;
+        let inputs = self.provision.clone().ok_or_else(|| {
+            StepError::Failed(format!(
+                "the vendor's TEST-ONLY identity {VENDOR_IDENTITY} is missing or unreadable"
+            ))
+        })?;
+        let binding = self.binding.ok_or_else(|| {
+            StepError::Failed(format!("{} has no Zymkey to seal the root with", self.name))
+        })?;
+        let profile = match self.profile {
+            BoardProfile::Pi4 => "pi4",
+            BoardProfile::Pi5 => "pi5",
+        };
+        let key = ProvisionedCache::key(&[
+            &inputs.image,
+            &self.board_id(),
+            &format!("{binding:?}"),
+            profile,
+            &inputs.recipient,
+            &inputs.emulator,
+        ]);
+        let lock = inputs
+            .cache
+            .lock(&key)
+            .map_err(|e| StepError::Failed(format!("locking the provisioned-card cache: {e}")))?;
+        if self.pristine
+            && let Some(entry) = inputs.cache.get(&key, &lock)
+        {
+            match self.restore_provisioned(&entry) {
+                Ok(()) => {
+                    self.board.console().note(&format!(
+                        "provision: card and module restored from the provisioned-card cache ({key})"
+                    ));
+                    self.learn_secrets(&inputs);
+                    return Ok(());
+                }
+                Err(e) => self.board.console().note(&format!(
+                    "provision: cache entry {key} unusable ({e}); provisioning in the guest"
+                )),
+            }
+        }
+        let cacheable = self.pristine;
+        self.provision_in_guest(&inputs.recipient, profile, deadline)?;
+        self.learn_secrets(&inputs);
+        if cacheable {
+            let state = self.module()?.control(json!({"cmd": "snapshot"}))?;
+            let card = self
+                .board
+                .card()
+                .ok_or_else(|| StepError::Failed(format!("{} has no card", self.name)))?;
+            if let Err(e) =
+                inputs
+                    .cache
+                    .put(&key, &lock, card.path(), card.serial(), &state["state"])
+            {
+                self.board
+                    .console()
+                    .note(&format!("provision: not cached ({e})"));
+            }
+        }
+        Ok(())
+    }
+
+    fn plug_token(&mut self, name: &str, token: &dyn ScenarioToken) -> Result<(), StepError> {
+        let token = token
+            .as_any()
+            .downcast_ref::<QemuToken>()
+            .ok_or_else(|| StepError::Failed("a token from another target".into()))?;
+        self.board
+            .plug_usb_redir(&usb_id(name), token.usbredir_socket())?;
+        self.plugged_hidraw += 1;
+        self.wait_for_hidraw(self.plugged_hidraw)
+    }
+
+    fn unplug_token(&mut self, name: &str) -> Result<(), StepError> {
+        self.board.unplug_usb(&usb_id(name))?;
+        self.plugged_hidraw = self.plugged_hidraw.saturating_sub(1);
+        self.wait_for_hidraw(self.plugged_hidraw)
+    }
+
+    fn enrol_token(
+        &mut self,
+        _name: &str,
+        token: &dyn ScenarioToken,
+        user: &str,
+    ) -> Result<String, StepError> {
+        let preenrolled = token
+            .as_any()
+            .downcast_ref::<QemuToken>()
+            .is_some_and(|t| t.preenrolled);
+        if preenrolled {
+            return Ok("the test image enrols this token already".into());
+        }
+        let out = self.board.maintenance_exec(&format!(
+            "keybound token enroll --user {user} 2>&1; echo exit=$?"
+        ))?;
+        if out.trim_end().ends_with("exit=0") {
+            Ok(out)
+        } else {
+            Err(StepError::Failed(format!(
+                "`keybound token enroll --user {user}` failed: {}",
+                out.trim()
+            )))
+        }
     }
 
     fn known_secrets(&mut self) -> Vec<Secret> {
+        let mut out = self.provisioned_secrets.clone();
         let Ok(module) = self.module() else {
-            return Vec::new();
+            return out;
         };
         let Ok(reply) = module.control(json!({"cmd": "snapshot"})) else {
-            return Vec::new();
+            return out;
         };
-        reply["state"]["secret"]
-            .as_str()
-            .and_then(|h| hex::decode(h).ok())
-            .map(|bytes| Secret {
-                label: format!("{}'s Zymkey module secret", self.name),
-                bytes,
-            })
-            .into_iter()
-            .collect()
+        out.extend(
+            reply["state"]["secret"]
+                .as_str()
+                .and_then(|h| hex::decode(h).ok())
+                .map(|bytes| Secret {
+                    label: format!("{}'s Zymkey module secret", self.name),
+                    bytes,
+                }),
+        );
+        out
     }
 
     fn kill_switch(&self) -> KillSwitch {

@@ -32,8 +32,9 @@ pub(crate) struct RunArgs {
     /// Write JUnit XML here.
     #[arg(long)]
     junit: Option<PathBuf>,
-    /// Use the last built test image as it is, without cross-building and rebuilding (say so
-    /// when the working tree's guest binaries do not build right now).
+    /// Use the last built test image and host tools (zymkey-emu, virtual-fido, keybound-vendor)
+    /// as they are, without cross-building and rebuilding (say so when the working tree does not
+    /// build right now).
     #[arg(long)]
     no_build: bool,
     /// The run's directory (boards' files, transcripts, report.html); default under
@@ -220,7 +221,9 @@ fn make_target(
 ) -> anyhow::Result<(Arc<dyn Target>, Option<guest_image::ImageManifest>)> {
     match spec.split_once(':') {
         None if spec == "qemu" => {
-            crate::boot_cmd::build_host_tools(repo)?;
+            if !no_build {
+                crate::boot_cmd::build_host_tools(repo)?;
+            }
             let image = if no_build {
                 let cache = guest_image::default_cache(repo);
                 let image = guest_image::current_image(&cache, guest_image::Profile::Test)?;

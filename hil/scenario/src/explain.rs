@@ -62,7 +62,16 @@ pub fn action(action: &Action) -> String {
                 Presence::Deny => "refuse presence",
                 Presence::Timeout => "never touch it",
             };
-            format!("on token {token}'s next presence check, {what}")
+            format!("from now on, when token {token} asks for presence, {what}")
+        }
+        TokenFault { token, fault } => {
+            let what = match fault {
+                crate::TokenFault::Corrupt => "send a scrambled reply",
+                crate::TokenFault::Oversize => "send an oversized reply",
+                crate::TokenFault::Stall => "never reply",
+                crate::TokenFault::Drop => "be pulled half-way through its reply",
+            };
+            format!("make token {token} {what} next time")
         }
         TokenClone { token, into } => format!("clone token {token} into {into}"),
         ConsoleSend { board, text } => format!("type {text:?} on {board}'s console"),
@@ -118,6 +127,7 @@ pub fn expectation(e: &Expectation) -> String {
             format!("the client sees exactly what it saw in step `{with}`")
         }
         Expectation::ConsoleRegex(p) => format!("the console shows /{p}/"),
+        Expectation::TokenNotAsked(t) => format!("token {t} receives no request"),
         Expectation::StdoutRegex(p) => format!("the output matches /{p}/"),
         Expectation::NoShell => "no shell prompt appears".into(),
         Expectation::NoKeyMaterial => "no key material is on the card".into(),

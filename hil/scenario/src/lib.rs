@@ -14,6 +14,7 @@ pub use load::{LoadedScenario, Problem, ScenarioError, discover, load, parse};
 pub use schema::Presence;
 pub use schema::{
     Action, ActionKind, Binding, BoardProfile, BoardSpec, CardEdit, CardSlot, ExpectKind,
-    Expectation, FieldSpans, Scenario, Step, Timeout, TokenSpec, ZymkeyFault, ZymkeySpec,
+    Expectation, FieldSpans, Scenario, Step, Timeout, TokenFault, TokenSpec, ZymkeyFault,
+    ZymkeySpec,
 };
 pub use validate::applies;

@@ -18,6 +18,7 @@ pub fn applies(expect: ExpectKind, action: &Action) -> bool {
         E::StdoutRegex => matches!(kind, A::SshLogin | A::MaintenanceExec),
         E::NoKeyMaterial | E::KeyExfiltrated => kind == A::ScanCard,
         E::PoweredOff | E::ConsoleRegex | E::NoShell => action.subject().is_some(),
+        E::TokenNotAsked => true,
     }
 }
 
@@ -106,6 +107,11 @@ pub(crate) fn check(scenario: &Scenario, text: &str) -> Vec<Problem> {
                     ));
                 }
             }
+            if let Expectation::TokenNotAsked(token) = expect
+                && !scenario.tokens.contains_key(token)
+            {
+                problems.push(undefined("token", token, &tokens, at("expect")));
+            }
             if let Expectation::ExchangesIdentical { with } = expect {
                 match ids.get(with.as_str()) {
                     Some(other)
@@ -155,6 +161,7 @@ fn applicable_help(kind: ExpectKind) -> String {
         E::PoweredOff | E::ConsoleRegex | E::NoShell => {
             return format!("`{kind}` fits any step about a board (not wait or token-only steps)");
         }
+        E::TokenNotAsked => return format!("`{kind}` fits any step"),
     };
     format!("`{kind}` fits: {steps}")
 }

@@ -7,16 +7,19 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use board::{Console, Mark};
 use scenario::engine::{
     self, BootOutcome, EngineOptions, KillSwitch, LoginFacts, Observer, ScenarioBoard,
-    ScenarioCard, ScenarioResult, Secret, Silent, StepError, Target, Verdict, ZymkeyOp,
+    ScenarioCard, ScenarioResult, ScenarioToken, Secret, Silent, StepError, Target, Verdict,
+    ZymkeyOp,
 };
-use scenario::{ActionKind, BoardSpec, LoadedScenario, Scenario, Step};
+use scenario::{
+    ActionKind, BoardSpec, LoadedScenario, Presence, Scenario, Step, TokenFault, TokenSpec,
+};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -25,6 +28,7 @@ struct Script {
     hang_power_off: bool,
     panic_on_ssh: bool,
     no_zymkey: bool,
+    no_usb: bool,
 }
 
 struct FakeTarget {
@@ -73,7 +77,33 @@ impl ScenarioCard for FakeCard {
     }
 }
 
+/// A token counting the requests it answers (shared with the board it is plugged into).
+struct FakeToken {
+    requests: Arc<AtomicU64>,
+}
+
+impl ScenarioToken for FakeToken {
+    fn presence(&mut self, answer: Presence) -> Result<String, StepError> {
+        Ok(format!("{answer:?}"))
+    }
+    fn fault(&mut self, fault: TokenFault) -> Result<String, StepError> {
+        Ok(fault.name().into())
+    }
+    fn clone_from(&mut self, original: &dyn ScenarioToken) -> Result<(), StepError> {
+        self.requests.store(original.requests()?, Ordering::SeqCst);
+        Ok(())
+    }
+    fn requests(&self) -> Result<u64, StepError> {
+        Ok(self.requests.load(Ordering::SeqCst))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
 struct FakeBoard {
+    /// Request counters of the tokens plugged in, by name.
+    plugged: BTreeMap<String, Arc<AtomicU64>>,
     name: String,
     console: Console,
     peer: Option<UnixStream>,
@@ -174,6 +204,12 @@ impl ScenarioBoard for FakeBoard {
             panic!("fake ssh exploded");
         }
         let granted = answers == ["right"];
+        if granted {
+            // The password is right: the login stack asks the plugged tokens.
+            for requests in self.plugged.values() {
+                requests.fetch_add(1, Ordering::SeqCst);
+            }
+        }
         Ok(LoginFacts {
             granted,
             prompts: vec![format!("({user}@fake) Password: ")],
@@ -210,6 +246,30 @@ impl ScenarioBoard for FakeBoard {
     fn provision(&mut self, _: Duration) -> Result<(), StepError> {
         Err(StepError::Unsupported("no provisioning".into()))
     }
+    fn plug_token(&mut self, name: &str, token: &dyn ScenarioToken) -> Result<(), StepError> {
+        let token = token
+            .as_any()
+            .downcast_ref::<FakeToken>()
+            .ok_or_else(|| StepError::Failed("a foreign token".into()))?;
+        self.log(&format!("plug {name} into"));
+        self.plugged
+            .insert(name.into(), Arc::clone(&token.requests));
+        Ok(())
+    }
+    fn unplug_token(&mut self, name: &str) -> Result<(), StepError> {
+        self.log(&format!("unplug {name} from"));
+        self.plugged.remove(name);
+        Ok(())
+    }
+    fn enrol_token(
+        &mut self,
+        name: &str,
+        _: &dyn ScenarioToken,
+        user: &str,
+    ) -> Result<String, StepError> {
+        self.log(&format!("enrol {name} for {user} on"));
+        Ok(String::new())
+    }
     fn known_secrets(&mut self) -> Vec<Secret> {
         vec![Secret {
             label: format!("{}'s secret", self.name),
@@ -238,9 +298,19 @@ impl Target for FakeTarget {
     }
     fn support(&self, _: &Scenario, step: &Step) -> Result<(), String> {
         match step.action.kind() {
-            ActionKind::TokenPlug => Err("the fake has no USB port".into()),
+            ActionKind::TokenPlug if self.script.no_usb => Err("the fake has no USB port".into()),
             _ => Ok(()),
         }
+    }
+    fn create_token(
+        &self,
+        _: &str,
+        _: &TokenSpec,
+        _: &Path,
+    ) -> Result<Box<dyn ScenarioToken>, StepError> {
+        Ok(Box::new(FakeToken {
+            requests: Arc::default(),
+        }))
     }
     fn create_board(
         &self,
@@ -250,6 +320,7 @@ impl Target for FakeTarget {
     ) -> Result<Box<dyn ScenarioBoard>, StepError> {
         self.log.lock().unwrap().push(format!("create {name}"));
         Ok(Box::new(FakeBoard {
+            plugged: BTreeMap::new(),
             name: name.into(),
             console: Console::new(None).unwrap(),
             peer: None,
@@ -446,7 +517,11 @@ fn a_panicking_step_is_an_error_and_every_board_is_still_dropped() {
 #[test]
 fn a_step_the_target_cannot_do_skips_before_anything_boots() {
     let steps = format!("{BOOT_A}[[steps]]\ndo = \"token-plug\"\ntoken = \"key\"\nboard = \"a\"\n");
-    let (r, log) = run(Script::default(), &steps);
+    let script = Script {
+        no_usb: true,
+        ..Script::default()
+    };
+    let (r, log) = run(script, &steps);
     assert!(log.is_empty(), "boards were made: {log:?}");
     assert_eq!(verdicts(&r), ["not run", "skip"]);
     assert!(
@@ -515,7 +590,10 @@ fn scenarios_run_in_parallel_in_their_own_directories_and_report() {
     }
     let target: Arc<dyn Target> = Arc::new(FakeTarget {
         log: Arc::default(),
-        script: Script::default(),
+        script: Script {
+            no_usb: true,
+            ..Script::default()
+        },
     });
     let dir = tempfile::tempdir().unwrap();
     let observer: Arc<dyn Observer> = Arc::new(Silent);
@@ -551,4 +629,71 @@ fn scenarios_run_in_parallel_in_their_own_directories_and_report() {
             "the report fetches something: {remote}"
         );
     }
+}
+
+#[test]
+fn token_not_asked_sees_the_requests_a_step_makes_and_enrolment_happens_on_first_plug() {
+    let text = "title = \"t\"\n[boards.a]\n[tokens.key]\nenrolled-on = [\"a\"]\n[tokens.spare]\n\
+        [[steps]]\ndo = \"boot\"\nboard = \"a\"\n\
+        [[steps]]\ndo = \"token-plug\"\ntoken = \"key\"\nboard = \"a\"\n\
+        [[steps]]\ndo = \"ssh-login\"\nboard = \"a\"\nuser = \"tech\"\nanswers = [\"wrong\"]\nexpect = [\"login-denied\", { token-not-asked = \"key\" }]\n\
+        [[steps]]\ndo = \"ssh-login\"\nboard = \"a\"\nuser = \"tech\"\nanswers = [\"right\"]\nexpect = { token-not-asked = \"key\" }\n\
+        [[steps]]\ndo = \"token-unplug\"\ntoken = \"key\"\n\
+        [[steps]]\ndo = \"token-clone\"\ntoken = \"key\"\ninto = \"spare\"\n\
+        [[steps]]\ndo = \"token-plug\"\ntoken = \"spare\"\nboard = \"a\"\n\
+        [[steps]]\ndo = \"token-plug\"\ntoken = \"spare\"\nboard = \"a\"\n";
+    let loaded = LoadedScenario {
+        path: "t.toml".into(),
+        name: "t".into(),
+        scenario: scenario::parse(Path::new("t.toml"), text)
+            .unwrap_or_else(|e| panic!("{}", e.short())),
+    };
+    let log: Log = Arc::default();
+    let target: Arc<dyn Target> = Arc::new(FakeTarget {
+        log: Arc::clone(&log),
+        script: Script::default(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let observer: Arc<dyn Observer> = Arc::new(Silent);
+    let r = engine::run_scenario(
+        &target,
+        &loaded,
+        dir.path(),
+        &EngineOptions::default(),
+        &observer,
+    );
+    assert_eq!(
+        verdicts(&r),
+        [
+            "pass", "pass", "pass", "FAIL", "pass", "pass", "pass", "FAIL"
+        ],
+        "{:#?}",
+        r.steps
+    );
+    assert!(
+        r.steps[3]
+            .verdict
+            .reason()
+            .unwrap()
+            .contains("answered 1 request"),
+        "{:?}",
+        r.steps[3].verdict
+    );
+    assert!(
+        r.steps[7]
+            .verdict
+            .reason()
+            .unwrap()
+            .contains("already plugged"),
+        "{:?}",
+        r.steps[7].verdict
+    );
+    let log = log.lock().unwrap().clone();
+    // Enrolled once, on the first plug of the token declared enrolled there; never the clone.
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("enrol "))
+            .collect::<Vec<_>>(),
+        ["enrol key for tech on a"]
+    );
 }

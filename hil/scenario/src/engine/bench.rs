@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::target::{BootOutcome, LoginFacts, ScenarioBoard, ScenarioCard, StepError, ZymkeyOp};
+use super::target::{
+    BootOutcome, LoginFacts, ScenarioBoard, ScenarioCard, ScenarioToken, StepError, ZymkeyOp,
+};
 use super::{Shared, lock};
 use crate::engine::result::{BoardRecord, Milestone};
 use crate::{Action, CardEdit};
@@ -17,6 +19,10 @@ pub(crate) struct Facts {
     pub(crate) stdout: Option<String>,
     /// Labels of secrets found, and how many were searched for.
     pub(crate) scan: Option<(Vec<String>, usize)>,
+    /// The host-side proof that a key left on the card opens its root (scan-card), if any.
+    pub(crate) exfiltration: Option<Result<Option<String>, StepError>>,
+    /// Requests each token answered during the step.
+    pub(crate) token_requests: BTreeMap<String, u64>,
     pub(crate) detail: Option<String>,
 }
 
@@ -26,11 +32,21 @@ pub(crate) struct Bench {
     pub(crate) boards: BTreeMap<String, Box<dyn ScenarioBoard>>,
     pub(crate) created: BTreeMap<String, Duration>,
     pub(crate) shelf: BTreeMap<String, Box<dyn ScenarioCard>>,
+    pub(crate) tokens: BTreeMap<String, Box<dyn ScenarioToken>>,
+    /// Which board each plugged token is in.
+    pub(crate) plugged: BTreeMap<String, String>,
+    /// Boards each token is to be enrolled on (from `[tokens]`), and the cards (by id) it has
+    /// been enrolled on so far.
+    pub(crate) enrol_on: BTreeMap<String, Vec<String>>,
+    pub(crate) enrolled: std::collections::BTreeSet<(String, String)>,
     pub(crate) logins: BTreeMap<String, LoginFacts>,
     /// Per board, where `console-expect` looks from: after the last match, or the power-on.
     pub(crate) cursors: BTreeMap<String, board::Mark>,
     pub(crate) shared: Arc<Mutex<Shared>>,
 }
+
+/// The user a token declared `enrolled-on` a board is enrolled for (the image's technician).
+pub(crate) const ENROLLED_USER: &str = "tech";
 
 /// Console lines worth a timeline mark.
 fn is_milestone(text: &str) -> bool {
@@ -74,8 +90,9 @@ impl Drop for Bench {
             });
         }
         lock(&self.shared).boards = records;
-        // The boards (and everything they run) go now.
+        // The boards (and everything they run) go now, then the tokens.
         self.boards.clear();
+        self.tokens.clear();
     }
 }
 
@@ -109,6 +126,60 @@ impl Bench {
             Ok(())
         })?;
         out.ok_or_else(|| StepError::Failed(format!("{name}: the card was not handled")))
+    }
+
+    fn token(&mut self, name: &str) -> Result<&mut Box<dyn ScenarioToken>, StepError> {
+        self.tokens
+            .get_mut(name)
+            .ok_or_else(|| StepError::Failed(format!("no token {name}")))
+    }
+
+    /// Requests answered so far by each token.
+    pub(crate) fn token_requests(&self) -> BTreeMap<String, u64> {
+        self.tokens
+            .iter()
+            .filter_map(|(name, t)| t.requests().ok().map(|n| (name.clone(), n)))
+            .collect()
+    }
+
+    /// Plugs `token` into `board`; the first time it meets a card it is declared enrolled on,
+    /// the harness enrols it there (as the vendor's technician would, once).
+    fn plug(&mut self, token: &str, board: &str) -> Result<String, StepError> {
+        if let Some(other) = self.plugged.get(token) {
+            return Err(StepError::Failed(format!(
+                "token {token} is already plugged into {other}"
+            )));
+        }
+        let t = self
+            .tokens
+            .get(token)
+            .ok_or_else(|| StepError::Failed(format!("no token {token}")))?;
+        let b = self
+            .boards
+            .get_mut(board)
+            .ok_or_else(|| StepError::Failed(format!("no board {board}")))?;
+        if !b.is_powered() {
+            return Err(StepError::Failed(format!(
+                "{board} is off: power it on before plugging a token"
+            )));
+        }
+        b.plug_token(token, &**t)?;
+        self.plugged.insert(token.to_string(), board.to_string());
+        let card = b.card_serial().unwrap_or_default();
+        let wanted = self
+            .enrol_on
+            .get(token)
+            .is_some_and(|boards| boards.iter().any(|x| x == board));
+        let key = (token.to_string(), card);
+        if wanted && !self.enrolled.contains(&key) {
+            let said = b.enrol_token(token, &**t, ENROLLED_USER)?;
+            self.enrolled.insert(key);
+            return Ok(format!(
+                "plugged; enrolled for {ENROLLED_USER} (first plug into this card): {}",
+                said.trim()
+            ));
+        }
+        Ok("plugged".into())
     }
 
     /// Runs one action within `limit`; `aborted` says the supervisor gave up on the step.
@@ -193,9 +264,16 @@ impl Bench {
                 for b in self.boards.values_mut() {
                     secrets.extend(b.known_secrets());
                 }
-                let found = self.with_card(board, "scan its card", |card| card.scan(&secrets))?;
+                let (found, proof) = self.with_card(board, "scan its card", |card| {
+                    Ok((card.scan(&secrets)?, card.exfiltration_proof()))
+                })?;
+                let proof_text = match &proof {
+                    Ok(Some(p)) => format!("; {p}"),
+                    _ => String::new(),
+                };
+                facts.exfiltration = Some(proof);
                 facts.detail = Some(format!(
-                    "searched for {} known secret(s); found {}",
+                    "searched for {} known secret(s); found {}{proof_text}",
                     secrets.len(),
                     found.len()
                 ));
@@ -232,13 +310,38 @@ impl Bench {
                 let module = self.off(from, "take its module")?.take_zymkey()?;
                 self.board(to)?.seat_zymkey(module)?;
             }
-            Action::TokenPlug { .. }
-            | Action::TokenUnplug { .. }
-            | Action::TokenPresence { .. }
-            | Action::TokenClone { .. } => {
-                return Err(StepError::Unsupported(
-                    "tokens need the virtual-fido board wiring (not built yet)".into(),
-                ));
+            Action::TokenPlug { token, board } => facts.detail = Some(self.plug(token, board)?),
+            Action::TokenUnplug { token } => {
+                let board = self
+                    .plugged
+                    .remove(token)
+                    .ok_or_else(|| StepError::Failed(format!("token {token} is not plugged")))?;
+                self.board(&board)?.unplug_token(token)?;
+                facts.detail = Some(format!("unplugged from {board}"));
+            }
+            Action::TokenPresence { token, answer } => {
+                facts.detail = Some(self.token(token)?.presence(*answer)?)
+            }
+            Action::TokenFault { token, fault } => {
+                facts.detail = Some(self.token(token)?.fault(*fault)?)
+            }
+            Action::TokenClone { token, into } => {
+                if self.plugged.contains_key(into) {
+                    return Err(StepError::Failed(format!(
+                        "unplug {into} before cloning into it"
+                    )));
+                }
+                let mut copy = self
+                    .tokens
+                    .remove(into)
+                    .ok_or_else(|| StepError::Failed(format!("no token {into}")))?;
+                let result = match self.tokens.get(token) {
+                    Some(original) => copy.clone_from(&**original),
+                    None => Err(StepError::Failed(format!("no token {token}"))),
+                };
+                self.tokens.insert(into.clone(), copy);
+                result?;
+                facts.detail = Some(format!("{into} is now a bit-for-bit copy of {token}"));
             }
             Action::ConsoleSend { board, text } => self.board(board)?.console().send(text)?,
             Action::ConsoleExpect { board, pattern } => {

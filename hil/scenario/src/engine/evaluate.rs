@@ -7,7 +7,7 @@ use regex::Regex;
 
 use super::bench::Facts;
 use super::result::Verdict;
-use super::target::{BootOutcome, LoginFacts, ScenarioBoard};
+use super::target::{BootOutcome, LoginFacts, ScenarioBoard, StepError};
 use crate::Expectation;
 
 /// A shell prompt on the console: `$ `/`# ` at the end of a line (busybox, bash, initramfs),
@@ -184,8 +184,24 @@ fn check(
                 fail(format!("found on the card: {}", found.join(", ")))
             }
         }
-        Expectation::KeyExfiltrated => Err(Verdict::Skip(
-            "host-side proof of an exfiltrated volume key needs sealed-root".into(),
-        )),
+        Expectation::KeyExfiltrated => match need(&facts.exfiltration, "exfiltration proof")? {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => fail(
+                "nothing the attacker left on the card opens its root volume (the attack failed)",
+            ),
+            Err(StepError::Unsupported(why)) => Err(Verdict::Skip(why.clone())),
+            Err(StepError::Failed(why)) => Err(Verdict::Error(format!(
+                "proving the exfiltration on the host: {why}"
+            ))),
+        },
+        Expectation::TokenNotAsked(token) => match facts.token_requests.get(token) {
+            Some(0) => Ok(()),
+            Some(n) => fail(format!(
+                "token {token} answered {n} request(s) during the step"
+            )),
+            None => Err(Verdict::Error(format!(
+                "token {token}'s request count could not be read"
+            ))),
+        },
     }
 }

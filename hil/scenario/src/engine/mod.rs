@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 pub use pool::run_all;
 pub use result::{BoardRecord, ExpectResult, Milestone, ScenarioResult, StepResult, Verdict};
 pub use target::{
-    BootOutcome, KillSwitch, LoginFacts, ScenarioBoard, ScenarioCard, Secret, StepError, Target,
-    ZymkeyOp,
+    BootOutcome, KillSwitch, LoginFacts, ScenarioBoard, ScenarioCard, ScenarioToken, Secret,
+    StepError, Target, ZymkeyOp,
 };
 
 use crate::{Expectation, LoadedScenario, Scenario, explain};
@@ -313,6 +313,14 @@ fn run_steps(
         shelf: BTreeMap::new(),
         logins: BTreeMap::new(),
         cursors: BTreeMap::new(),
+        tokens: BTreeMap::new(),
+        plugged: BTreeMap::new(),
+        enrol_on: scenario
+            .tokens
+            .iter()
+            .map(|(name, spec)| (name.clone(), spec.enrolled_on.clone()))
+            .collect(),
+        enrolled: Default::default(),
         shared: Arc::clone(&shared),
     };
     for (board, spec) in &scenario.boards {
@@ -332,6 +340,25 @@ fn run_steps(
                 state.setup = Some(verdict.clone());
                 for s in state.steps.iter_mut() {
                     s.verdict = Verdict::NotRun("the boards could not be set up".into());
+                }
+                return;
+            }
+        }
+    }
+    for (token, spec) in &scenario.tokens {
+        match target.create_token(token, spec, &work_dir.join("tokens").join(token)) {
+            Ok(t) => {
+                bench.tokens.insert(token.clone(), t);
+            }
+            Err(e) => {
+                let verdict = match e {
+                    StepError::Unsupported(r) => Verdict::Skip(format!("token {token}: {r}")),
+                    StepError::Failed(r) => Verdict::Error(format!("creating token {token}: {r}")),
+                };
+                let mut state = lock(&shared);
+                state.setup = Some(verdict);
+                for s in state.steps.iter_mut() {
+                    s.verdict = Verdict::NotRun("the tokens could not be set up".into());
                 }
                 return;
             }
@@ -376,7 +403,26 @@ fn run_steps(
             .unwrap_or_default();
         let step_dir = work_dir.join(format!("step-{number:02}"));
         let aborted = || lock(&shared).aborted.is_some();
-        let outcome = bench.exec(&step.action, limit, &step_dir, &aborted);
+        let counts_before = step
+            .expect
+            .iter()
+            .any(|e| matches!(e, Expectation::TokenNotAsked(_)))
+            .then(|| bench.token_requests());
+        let outcome = bench
+            .exec(&step.action, limit, &step_dir, &aborted)
+            .map(|mut facts| {
+                if let Some(before) = &counts_before {
+                    facts.token_requests = bench
+                        .token_requests()
+                        .into_iter()
+                        .map(|(t, n)| {
+                            let delta = n.saturating_sub(before.get(&t).copied().unwrap_or(0));
+                            (t, delta)
+                        })
+                        .collect();
+                }
+                facts
+            });
         let duration = step_started.elapsed();
         let mut expectations = Vec::new();
         let (verdict, detail) = match outcome {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use board::{BoardError, Console};
 
-use crate::{BoardSpec, Scenario, Step, ZymkeyFault};
+use crate::{BoardSpec, Presence, Scenario, Step, TokenFault, TokenSpec, ZymkeyFault};
 
 /// Why a step did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,8 +115,30 @@ pub trait ScenarioCard: Send {
     /// Reads the whole card and returns the labels of the `secrets` found on it (raw, hex or
     /// base64).
     fn scan(&self, secrets: &[Secret]) -> Result<Vec<String>, StepError>;
+    /// Proves on the host, without the harness's own knowledge of any secret, that something an
+    /// attacker left on the card's boot partition opens its root volume: the proof in words, or
+    /// `None` when nothing there does.
+    fn exfiltration_proof(&self) -> Result<Option<String>, StepError> {
+        Err(StepError::Unsupported(
+            "this target cannot prove an exfiltrated key on the host".into(),
+        ))
+    }
     /// For the target's own downcast when the card goes into one of its boards.
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
+
+/// A FIDO2 token as the engine handles it (virtual-fido on QEMU, a real key on a rig).
+pub trait ScenarioToken: Send {
+    /// How it answers presence checks from now on.
+    fn presence(&mut self, answer: Presence) -> Result<String, StepError>;
+    /// Arms a misbehaviour for its next reply.
+    fn fault(&mut self, fault: TokenFault) -> Result<String, StepError>;
+    /// Makes this token an exact copy of `original` (credentials, keys, signature counter).
+    fn clone_from(&mut self, original: &dyn ScenarioToken) -> Result<(), StepError>;
+    /// How many requests (CTAP2 or U2F) it has answered so far.
+    fn requests(&self) -> Result<u64, StepError>;
+    /// For the target's own downcast when the token is plugged into one of its boards.
+    fn as_any(&self) -> &dyn Any;
 }
 
 /// One board with the scenario vocabulary. Dropping it must release everything it runs.
@@ -173,8 +195,20 @@ pub trait ScenarioBoard: Send {
     fn take_zymkey(&mut self) -> Result<Box<dyn Any + Send>, StepError>;
     /// Seats a Zymkey taken from another board of the same target.
     fn seat_zymkey(&mut self, module: Box<dyn Any + Send>) -> Result<(), StepError>;
-    /// Provisions the board (seals the root key).
+    /// Provisions the board (seals the root key); the board is off before and after.
     fn provision(&mut self, timeout: Duration) -> Result<(), StepError>;
+    /// Plugs `token` (named `name`) into a USB port; returns once the board's system sees it.
+    fn plug_token(&mut self, name: &str, token: &dyn ScenarioToken) -> Result<(), StepError>;
+    /// Unplugs the token named `name`; returns once the board's system no longer sees it.
+    fn unplug_token(&mut self, name: &str) -> Result<(), StepError>;
+    /// Enrols the plugged token `name` for `user` in the board's login stack (the harness's
+    /// setup for a token declared `enrolled-on` this board, done with `keybound token enroll`).
+    fn enrol_token(
+        &mut self,
+        name: &str,
+        token: &dyn ScenarioToken,
+        user: &str,
+    ) -> Result<String, StepError>;
     /// Secrets the harness knows for this board (searched for by `scan-card`).
     fn known_secrets(&mut self) -> Vec<Secret>;
     /// A handle that stops the board from another thread.
@@ -197,4 +231,16 @@ pub trait Target: Send + Sync {
         spec: &BoardSpec,
         dir: &Path,
     ) -> Result<Box<dyn ScenarioBoard>, StepError>;
+    /// Makes a token, not plugged anywhere, working in `dir`.
+    fn create_token(
+        &self,
+        name: &str,
+        spec: &TokenSpec,
+        dir: &Path,
+    ) -> Result<Box<dyn ScenarioToken>, StepError> {
+        let _ = (name, spec, dir);
+        Err(StepError::Unsupported(
+            "this target has no FIDO2 tokens".into(),
+        ))
+    }
 }

@@ -144,12 +144,19 @@ pub enum Action {
         /// The token.
         token: String,
     },
-    /// How the token answers the next user-presence check.
+    /// How the token answers user-presence checks from now on (a new token is touched).
     TokenPresence {
         /// The token.
         token: String,
         /// Touch, deny, or never answer.
         answer: Presence,
+    },
+    /// Make the token misbehave on its next reply (a broken or hostile token).
+    TokenFault {
+        /// The token.
+        token: String,
+        /// The misbehaviour.
+        fault: TokenFault,
     },
     /// Clone a token's state into another declared token (an attacker's copy).
     TokenClone {
@@ -256,6 +263,32 @@ pub enum ZymkeyFault {
     Clear,
 }
 
+/// A token misbehaving on its next reply (virtual-fido's faults; a rig needs a hostile token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenFault {
+    /// The reply's payload is scrambled (its status byte kept).
+    Corrupt,
+    /// The reply is longer than a CTAPHID message may be.
+    Oversize,
+    /// No reply at all.
+    Stall,
+    /// The token is pulled half-way through the reply.
+    Drop,
+}
+
+impl TokenFault {
+    /// The name in scenario files (and virtual-fido's control protocol).
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenFault::Corrupt => "corrupt",
+            TokenFault::Oversize => "oversize",
+            TokenFault::Stall => "stall",
+            TokenFault::Drop => "drop",
+        }
+    }
+}
+
 /// How a token answers a user-presence check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -325,6 +358,7 @@ kinds! {
     TokenUnplug => "token-unplug",
     TokenPresence => "token-presence",
     TokenClone => "token-clone",
+    TokenFault => "token-fault",
     ConsoleSend => "console-send",
     ConsoleExpect => "console-expect",
     SshLogin => "ssh-login",
@@ -368,9 +402,11 @@ impl Action {
             MoveCard { from, to } | CopyCard { from, to } | ZymkeyMove { from, to } => {
                 vec![("from", from), ("to", to)]
             }
-            TokenUnplug { .. } | TokenPresence { .. } | TokenClone { .. } | Wait { .. } => {
-                vec![]
-            }
+            TokenUnplug { .. }
+            | TokenPresence { .. }
+            | TokenFault { .. }
+            | TokenClone { .. }
+            | Wait { .. } => vec![],
         }
     }
 
@@ -378,9 +414,10 @@ impl Action {
     pub fn tokens(&self) -> Vec<(&'static str, &str)> {
         use Action::*;
         match self {
-            TokenPlug { token, .. } | TokenUnplug { token } | TokenPresence { token, .. } => {
-                vec![("token", token)]
-            }
+            TokenPlug { token, .. }
+            | TokenUnplug { token }
+            | TokenPresence { token, .. }
+            | TokenFault { token, .. } => vec![("token", token)],
             TokenClone { token, into } => vec![("token", token), ("into", into)],
             _ => vec![],
         }

@@ -42,6 +42,8 @@ pub enum Expectation {
     NoKeyMaterial,
     /// The attack got the root volume's key out, proved on the host.
     KeyExfiltrated,
+    /// The named token received no request during the step (nothing asked it to sign).
+    TokenNotAsked(String),
 }
 
 macro_rules! expect_kinds {
@@ -96,6 +98,7 @@ expect_kinds! {
     NoShell => "no-shell",
     NoKeyMaterial => "no-key-material",
     KeyExfiltrated => "key-exfiltrated",
+    TokenNotAsked => "token-not-asked",
 }
 
 impl std::fmt::Display for ExpectKind {
@@ -123,6 +126,7 @@ const TABLES: &[ExpectKind] = &[
     ExpectKind::ExchangesIdentical,
     ExpectKind::ConsoleRegex,
     ExpectKind::StdoutRegex,
+    ExpectKind::TokenNotAsked,
 ];
 
 /// Why an expectation could not be read; `suggest` is the closest known name.
@@ -233,6 +237,7 @@ impl Expectation {
             },
             ExpectKind::ConsoleRegex => Self::ConsoleRegex(string(param, "console-regex")?),
             ExpectKind::StdoutRegex => Self::StdoutRegex(string(param, "stdout-regex")?),
+            ExpectKind::TokenNotAsked => Self::TokenNotAsked(string(param, "token-not-asked")?),
             _ => match param {
                 toml::Value::Array(items) => Self::PromptsSeen(
                     items
@@ -267,6 +272,7 @@ impl Serialize for Expectation {
             Self::PromptsSeen(p) => ("prompts-seen", serde_json::json!(p)),
             Self::ConsoleRegex(p) => ("console-regex", serde_json::json!(p)),
             Self::StdoutRegex(p) => ("stdout-regex", serde_json::json!(p)),
+            Self::TokenNotAsked(t) => ("token-not-asked", serde_json::json!(t)),
             other => return s.serialize_str(other.kind().name()),
         };
         let mut map = s.serialize_map(Some(1))?;
@@ -301,7 +307,9 @@ impl JsonSchema for Expectation {
                 {"type": "object", "additionalProperties": false, "required": ["console-regex"],
                  "properties": {"console-regex": {"type": "string"}}},
                 {"type": "object", "additionalProperties": false, "required": ["stdout-regex"],
-                 "properties": {"stdout-regex": {"type": "string"}}}
+                 "properties": {"stdout-regex": {"type": "string"}}},
+                {"type": "object", "additionalProperties": false, "required": ["token-not-asked"],
+                 "properties": {"token-not-asked": {"type": "string"}}}
             ]
         })
     }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use action::{Action, ActionKind, CardEdit, Presence, ZymkeyFault};
+pub use action::{Action, ActionKind, CardEdit, Presence, TokenFault, ZymkeyFault};
 pub use expect::{ExpectKind, Expectation};
 pub use step::{FieldSpans, Step};
 pub use timeout::Timeout;
