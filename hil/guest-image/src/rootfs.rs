@@ -201,11 +201,22 @@ pub(crate) fn build_root(
         ("proc", 0o555),
         ("sys", 0o555),
         ("home", 0o755),
+        // The token factor (bins/pam): the authfile's directory and the signature counters.
+        ("etc/keybound", 0o755),
+        ("var/lib/keybound", 0o700),
     ] {
         let d = root.join(dir);
         fs::create_dir_all(&d).map_err(ImageError::io("creating", &d))?;
         fs::set_permissions(&d, fs::Permissions::from_mode(mode))
             .map_err(ImageError::io("chmod", &d))?;
+    }
+    // Git keeps no file modes but the executable bit: the token factor's files are root-only.
+    for file in ["etc/keybound/u2f_keys", "var/lib/keybound/counters"] {
+        let f = root.join(file);
+        if f.exists() {
+            fs::set_permissions(&f, fs::Permissions::from_mode(0o600))
+                .map_err(ImageError::io("chmod", &f))?;
+        }
     }
     let host_key = make_host_key(&root)?;
 

@@ -74,6 +74,9 @@ fn qemu_ssh_driver_logs_in_with_keyboard_interactive_and_records_prompts() {
         .console()
         .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
         .unwrap();
+    // The shipped stack asks for the password, then the enrolled TEST-ONLY token.
+    let sockets = tempfile::Builder::new().prefix("tok-").tempdir().unwrap();
+    let _token = board_kit::plug_test_token(&mut board, dir.path(), sockets.path());
     let endpoint = board.ssh().unwrap();
     // Generous: TCG on a loaded two-core machine makes sshd and pam_unix slow.
     let timeout = Duration::from_secs(150);
