@@ -20,6 +20,16 @@ pub(crate) enum Profile {
     Pi5,
 }
 
+/// The Zymkey binding the plan demands of the module keybound-init enrols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Binding {
+    /// Production mode: the binding tab cut (locked) and bound to this board. A module still in
+    /// developer mode follows any host it is moved to, so keybound-init refuses to seal to it.
+    Production,
+    /// Any module (a lab or development board, binding tab intact).
+    Any,
+}
+
 /// A perimeter channel and what a breach on it does, as `chN=ACTIONS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PerimeterRule {
@@ -98,6 +108,10 @@ pub(crate) struct Request {
     /// after a breach: only the vendor's recovery secret opens it then.
     #[arg(long, value_name = "chN=ACTIONS", value_delimiter = ',')]
     pub(crate) perimeter: Vec<PerimeterRule>,
+    /// The Zymkey binding keybound-init must find before it seals anything: `production`
+    /// (binding tab cut, bound to this board: what production lines pass) or `any`.
+    #[arg(long, value_enum, default_value = "any")]
+    pub(crate) binding: Binding,
     /// Print the plan instead of writing it.
     #[arg(long)]
     pub(crate) dry_run: bool,
@@ -121,6 +135,10 @@ pub(crate) fn plan_text(req: &Request) -> String {
         if req.fresh { "fresh" } else { "in-place" },
         if req.re_enrol { "yes" } else { "no" },
     );
+    text.push_str(match req.binding {
+        Binding::Production => "binding=production\n",
+        Binding::Any => "binding=any\n",
+    });
     for rule in &req.perimeter {
         text.push_str(&format!(
             "perimeter-ch{}={}\n",
@@ -267,6 +285,7 @@ mod tests {
             fresh: false,
             re_enrol: false,
             perimeter: vec![],
+            binding: Binding::Any,
             dry_run: false,
             boot_dir: dir,
         }
@@ -281,9 +300,17 @@ mod tests {
             "profile=pi5",
             "mode=in-place",
             "re-enrol=no",
+            "binding=any",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in {text}");
         }
+        let mut production = req(None);
+        production.binding = Binding::Production;
+        assert!(
+            plan_text(&production)
+                .lines()
+                .any(|l| l == "binding=production")
+        );
     }
 
     #[test]

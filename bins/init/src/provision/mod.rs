@@ -70,6 +70,10 @@ fn carry_out(root: &Path, text: &str, boot: &Path) -> Result<(), String> {
             console::say("keybound: provisioning refused: root is already sealed (use --re-enrol)");
             return remove_plan(boot);
         }
+        if let Err(why) = check_binding(&plan) {
+            console::say(&format!("keybound: provisioning refused: {why}"));
+            return remove_plan(boot);
+        }
         re_enrol(root, &plan)?;
         return done(boot);
     }
@@ -81,8 +85,43 @@ fn carry_out(root: &Path, text: &str, boot: &Path) -> Result<(), String> {
         console::say("keybound: provisioning refused: fresh formatting is not in this initramfs");
         return remove_plan(boot);
     }
+    if let Err(why) = check_binding(&plan) {
+        console::say(&format!("keybound: provisioning refused: {why}"));
+        return remove_plan(boot);
+    }
     in_place::start(root, &plan, boot)?;
     done(boot)
+}
+
+/// Before anything is sealed: a plan that demands production binding is refused unless the
+/// module present is in production mode (binding tab cut: locked) and bound to this board. A
+/// module left in developer mode rebinds to whatever host it sits on, so a card and module
+/// moved together to another Pi would unlock there (DESIGN.md §7); a factory that forgot to cut
+/// the tab must learn it now, not in the field.
+fn check_binding(plan: &Plan) -> Result<(), String> {
+    if !plan.production_binding {
+        return Ok(());
+    }
+    // Planted bug binding-unchecked (issue 8): the demand is never checked. Caught by scenario
+    // attacks/developer-zymkey-refused-at-provisioning.
+    #[cfg(keybound_mutant = "binding-unchecked")]
+    return Ok(());
+    #[cfg(not(keybound_mutant = "binding-unchecked"))]
+    {
+        let info = unlock::with_zymkey(|zk| Ok(zk.binding_info()?))
+            .map_err(|e| format!("cannot read the zymkey binding: {}", unlock::reason(&e)))?;
+        if !info.locked {
+            return Err(
+                "the zymkey is in developer mode (binding tab intact) but the plan \
+                        requires production binding"
+                    .into(),
+            );
+        }
+        if !info.bound {
+            return Err("the zymkey is bound to another board".into());
+        }
+        Ok(())
+    }
 }
 
 fn done(boot: &Path) -> Result<(), String> {

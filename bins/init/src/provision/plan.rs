@@ -22,6 +22,9 @@ pub(crate) struct Plan {
     pub(crate) re_enrol: bool,
     /// Perimeter actions to arm after enrolment, per channel (none: leave the module as it is).
     pub(crate) perimeter: Vec<(PerimeterChannel, PerimeterActions)>,
+    /// `binding=production`: seal only to a module in production mode (binding tab cut, bound
+    /// to this board); `binding=any` or no such line: any module.
+    pub(crate) production_binding: bool,
 }
 
 /// Parses perimeter actions: `none`, `notify`, `self-destruct` or `notify+self-destruct`.
@@ -48,7 +51,7 @@ fn parse_actions(value: &str) -> Result<PerimeterActions, String> {
 pub(crate) fn parse(text: &str) -> Result<Plan, String> {
     let (mut version, mut recipient, mut profile, mut mode, mut re_enrol) =
         (None, None, None, None, None);
-    let (mut ch0, mut ch1) = (None, None);
+    let (mut ch0, mut ch1, mut binding) = (None, None, None);
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -64,6 +67,7 @@ pub(crate) fn parse(text: &str) -> Result<Plan, String> {
             "re-enrol" => &mut re_enrol,
             "perimeter-ch0" => &mut ch0,
             "perimeter-ch1" => &mut ch1,
+            "binding" => &mut binding,
             other => return Err(format!("unknown plan key {other}")),
         };
         if slot.replace(value.trim().to_string()).is_some() {
@@ -97,12 +101,18 @@ pub(crate) fn parse(text: &str) -> Result<Plan, String> {
             perimeter.push((channel, parse_actions(&value)?));
         }
     }
+    let production_binding = match binding.as_deref() {
+        None | Some("any") => false,
+        Some("production") => true,
+        Some(_) => return Err("plan binding must be production or any".into()),
+    };
     Ok(Plan {
         recipient,
         profile,
         fresh,
         re_enrol,
         perimeter,
+        production_binding,
     })
 }
 
@@ -120,6 +130,12 @@ mod tests {
         .unwrap();
         assert_eq!(plan.profile, BoardProfile::AesXts);
         assert!(!plan.fresh && !plan.re_enrol && plan.perimeter.is_empty());
+        assert!(!plan.production_binding);
+        let production = parse(&format!(
+            "version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=in-place\nbinding=production\n"
+        ))
+        .unwrap();
+        assert!(production.production_binding);
         for bad in [
             format!("recipient={RECIPIENT}\nprofile=pi5\nmode=in-place\n"),
             "version=1\nrecipient=age1nope\nprofile=pi5\nmode=in-place\n".to_string(),
@@ -127,6 +143,7 @@ mod tests {
             format!("version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=wipe\n"),
             format!("version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=fresh\nmode=in-place\n"),
             format!("version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=fresh\nshell=yes\n"),
+            format!("version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=in-place\nbinding=lab\n"),
             format!(
                 "version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=in-place\nperimeter-ch0=explode\n"
             ),
