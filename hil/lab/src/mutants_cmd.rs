@@ -144,9 +144,8 @@ pub(crate) fn classify(result: &ScenarioResult) -> RunClass {
                 .find(|e| matches!(e.verdict, Verdict::Fail(_)))
             {
                 Some(e) => RunClass::FailedExpectation(format!(
-                    "step {} ({}): expected {}: {}",
+                    "step {}: expected {}: {}",
                     step.number,
-                    step.text,
                     e.text,
                     first_line(e.verdict.reason().unwrap_or_default())
                 )),
