@@ -790,6 +790,7 @@ impl ScenarioBoard for QemuScenarioBoard {
             .as_any()
             .downcast_ref::<QemuToken>()
             .ok_or_else(|| StepError::Failed("a token from another target".into()))?;
+        token.reconnect()?;
         self.board
             .plug_usb_redir(&usb_id(name), token.usbredir_socket())?;
         self.plugged_hidraw += 1;

@@ -59,6 +59,11 @@ impl QemuToken {
         self.token.usbredir_socket()
     }
 
+    /// Puts the token's USB connector back in working order (after a `drop` fault pulled it).
+    pub(crate) fn reconnect(&self) -> Result<(), StepError> {
+        self.control(json!({"cmd": "plug"})).map(|_| ())
+    }
+
     fn control(&self, request: serde_json::Value) -> Result<serde_json::Value, StepError> {
         Ok(self.token.control(request)?)
     }
@@ -75,9 +80,15 @@ impl ScenarioToken for QemuToken {
         Ok(format!("presence policy {policy}"))
     }
 
-    fn fault(&mut self, fault: TokenFault) -> Result<String, StepError> {
-        self.control(json!({"cmd": "fault", "fault": fault.name()}))?;
-        Ok(format!("{} armed", fault.name()))
+    fn fault(&mut self, fault: TokenFault, count: u32) -> Result<String, StepError> {
+        if fault == TokenFault::Clear {
+            self.control(json!({"cmd": "clear-faults"}))?;
+            return Ok("faults cleared".into());
+        }
+        for _ in 0..count {
+            self.control(json!({"cmd": "fault", "fault": fault.name()}))?;
+        }
+        Ok(format!("{} armed for {count} repl(ies)", fault.name()))
     }
 
     fn clone_from(&mut self, original: &dyn ScenarioToken) -> Result<(), StepError> {

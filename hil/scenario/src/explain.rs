@@ -64,14 +64,24 @@ pub fn action(action: &Action) -> String {
             };
             format!("from now on, when token {token} asks for presence, {what}")
         }
-        TokenFault { token, fault } => {
+        TokenFault {
+            token,
+            fault,
+            count,
+        } => {
             let what = match fault {
-                crate::TokenFault::Corrupt => "send a scrambled reply",
-                crate::TokenFault::Oversize => "send an oversized reply",
-                crate::TokenFault::Stall => "never reply",
-                crate::TokenFault::Drop => "be pulled half-way through its reply",
+                crate::TokenFault::Corrupt => "scramble",
+                crate::TokenFault::Oversize => "oversize",
+                crate::TokenFault::Stall => "never send",
+                crate::TokenFault::Drop => "be pulled half-way through",
+                crate::TokenFault::Clear => return format!("clear token {token}'s faults"),
             };
-            format!("make token {token} {what} next time")
+            let replies = if *count == 1 {
+                "its next reply".to_string()
+            } else {
+                format!("its next {count} replies")
+            };
+            format!("make token {token} {what} {replies}")
         }
         TokenClone { token, into } => format!("clone token {token} into {into}"),
         ConsoleSend { board, text } => format!("type {text:?} on {board}'s console"),

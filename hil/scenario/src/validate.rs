@@ -172,11 +172,16 @@ fn check_action(
     at: &dyn Fn(&str) -> std::ops::Range<usize>,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
+    // A board has a module if it is declared with one or one is moved onto it by some step.
     let has_zymkey = |b: &str| {
         scenario
             .boards
             .get(b)
             .is_none_or(|spec| spec.zymkey.is_some())
+            || scenario
+                .steps
+                .iter()
+                .any(|s| matches!(&s.action, Action::ZymkeyMove { to, .. } if to == b))
     };
     match action {
         Action::MoveCard { from, to }

@@ -86,8 +86,8 @@ impl ScenarioToken for FakeToken {
     fn presence(&mut self, answer: Presence) -> Result<String, StepError> {
         Ok(format!("{answer:?}"))
     }
-    fn fault(&mut self, fault: TokenFault) -> Result<String, StepError> {
-        Ok(fault.name().into())
+    fn fault(&mut self, fault: TokenFault, count: u32) -> Result<String, StepError> {
+        Ok(format!("{} x{count}", fault.name()))
     }
     fn clone_from(&mut self, original: &dyn ScenarioToken) -> Result<(), StepError> {
         self.requests.store(original.requests()?, Ordering::SeqCst);

@@ -322,9 +322,11 @@ impl Bench {
             Action::TokenPresence { token, answer } => {
                 facts.detail = Some(self.token(token)?.presence(*answer)?)
             }
-            Action::TokenFault { token, fault } => {
-                facts.detail = Some(self.token(token)?.fault(*fault)?)
-            }
+            Action::TokenFault {
+                token,
+                fault,
+                count,
+            } => facts.detail = Some(self.token(token)?.fault(*fault, *count)?),
             Action::TokenClone { token, into } => {
                 if self.plugged.contains_key(into) {
                     return Err(StepError::Failed(format!(

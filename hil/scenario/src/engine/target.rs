@@ -131,8 +131,8 @@ pub trait ScenarioCard: Send {
 pub trait ScenarioToken: Send {
     /// How it answers presence checks from now on.
     fn presence(&mut self, answer: Presence) -> Result<String, StepError>;
-    /// Arms a misbehaviour for its next reply.
-    fn fault(&mut self, fault: TokenFault) -> Result<String, StepError>;
+    /// Arms a misbehaviour for its next `count` replies (or clears every armed one).
+    fn fault(&mut self, fault: TokenFault, count: u32) -> Result<String, StepError>;
     /// Makes this token an exact copy of `original` (credentials, keys, signature counter).
     fn clone_from(&mut self, original: &dyn ScenarioToken) -> Result<(), StepError>;
     /// How many requests (CTAP2 or U2F) it has answered so far.

@@ -5,6 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use super::Timeout;
 
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
 fn default_command() -> String {
     "id -un".into()
 }
@@ -151,12 +159,15 @@ pub enum Action {
         /// Touch, deny, or never answer.
         answer: Presence,
     },
-    /// Make the token misbehave on its next reply (a broken or hostile token).
+    /// Make the token misbehave on its next replies (a broken or hostile token), or clear that.
     TokenFault {
         /// The token.
         token: String,
         /// The misbehaviour.
         fault: TokenFault,
+        /// How many replies in a row (default 1; a login exchanges several).
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        count: u32,
     },
     /// Clone a token's state into another declared token (an attacker's copy).
     TokenClone {
@@ -275,6 +286,8 @@ pub enum TokenFault {
     Stall,
     /// The token is pulled half-way through the reply.
     Drop,
+    /// Every armed misbehaviour removed.
+    Clear,
 }
 
 impl TokenFault {
@@ -285,6 +298,7 @@ impl TokenFault {
             TokenFault::Oversize => "oversize",
             TokenFault::Stall => "stall",
             TokenFault::Drop => "drop",
+            TokenFault::Clear => "clear",
         }
     }
 }
