@@ -214,7 +214,7 @@ impl Authenticator {
     }
 
     fn device_timeout(&self, deadline: Instant) -> Option<Duration> {
-        // Planted bug timeout-ignored: caught by scenario login/presence-timeout.
+        // Planted bug timeout-ignored: caught by scenario login/presence-denied-timeout-pulled.
         #[cfg(keybound_mutant = "timeout-ignored")]
         {
             let _ = deadline;
@@ -263,7 +263,7 @@ impl Authenticator {
     /// Authenticates `user`.
     pub fn authenticate(&self, user: &str, conv: &mut dyn Conversation) -> AuthOutcome {
         let deadline = Instant::now() + self.opts.timeout;
-        // Planted bug cue-without-token: caught by scenario login/no-token-same-exchange.
+        // Planted bug cue-without-token: caught by scenario login/no-token-no-oracle.
         #[cfg(keybound_mutant = "cue-without-token")]
         if self.opts.cue {
             let _ = conv.info(&self.opts.cue_prompt);
@@ -292,7 +292,7 @@ impl Authenticator {
             Ok(Some(c)) => c,
         };
         if matches.is_empty() {
-            // Planted bug no-token-message: caught by scenario login/no-token-same-exchange.
+            // Planted bug no-token-message: caught by scenario login/no-token-no-oracle.
             #[cfg(keybound_mutant = "no-token-message")]
             let _ = conv.error("No token found.");
             return AuthOutcome::Denied("no device holds an enrolled credential".into());
