@@ -3,11 +3,11 @@
 //!
 //! 1. **Clean**: the scenarios run `--clean-runs` times on the normal test image; each must pass
 //!    every time (the whole suite without `--only`, the selected mutants' scenarios with it).
-//! 2. **Mutants**: each mutant is cross-built with `KEYBOUND_MUTANT=NAME` in `target/mutants`
-//!    (the hooked crates' build scripts turn it into `--cfg keybound_mutant="NAME"`; the normal
-//!    `target/guest` stays warm), gets an image of its own (the content-addressed cache keeps it
-//!    apart; it is never recorded as the current image), and its scenario runs `--mutant-runs`
-//!    times.
+//! 2. **Mutants**: each mutant is cross-built with `KEYBOUND_MUTANT=NAME` in
+//!    `target/mutants/build/NAME` (the hooked crates' build scripts turn it into
+//!    `--cfg keybound_mutant="NAME"`; the normal `target/guest` stays warm), gets an image of
+//!    its own (the content-addressed cache keeps it apart; it is never recorded as the current
+//!    image), and its scenario runs `--mutant-runs` times.
 //! 3. **Verdict**: a mutant is caught only if its scenario was green every clean run and failed
 //!    *by an expectation* in every mutant run. A pass is an escape; a step error, crash or
 //!    time-out is not a catch.
@@ -494,13 +494,17 @@ fn has_hook(repo: &Path, krate: &str, name: &str) -> bool {
 }
 
 fn build_mutant(repo: &Path, name: &str) -> anyhow::Result<BuiltImage> {
-    let dir = repo.join(OUT_DIR).join("build");
+    // One target directory per mutant: a second build of the same mutant is a no-op for cargo.
+    let dir = repo.join(OUT_DIR).join("build").join(name);
     let guest = CrossBuild::new(repo).target_dir();
     if !dir.exists() && guest.is_dir() {
-        // The first mutant build starts from a copy of the normal guest build (cargo's
+        // A mutant's first build starts from a copy of the normal guest build (cargo's
         // fingerprints survive the copy): only the hooked crates and their dependants compile.
-        std::fs::create_dir_all(repo.join(OUT_DIR))?;
-        let tmp = repo.join(OUT_DIR).join("build.copying");
+        std::fs::create_dir_all(repo.join(OUT_DIR).join("build"))?;
+        let tmp = repo
+            .join(OUT_DIR)
+            .join("build")
+            .join(format!("{name}.copying"));
         let _ = std::fs::remove_dir_all(&tmp);
         let status = std::process::Command::new("cp")
             .args(["-a", "--reflink=auto"])
