@@ -98,7 +98,9 @@ fn base_command(endpoint: &SshEndpoint, known_hosts: &Path) -> Command {
             "-o",
             "ServerAliveInterval=5",
         ])
-        .args(["-o", "ServerAliveCountMax=3"])
+        // 60 s of silence: while PAM waits for a token (the shipped stack's `timeout=15`) sshd
+        // answers no keepalive, and a client giving up first would hide the server's verdict.
+        .args(["-o", "ServerAliveCountMax=12"])
         .stdin(Stdio::null());
     // No controlling terminal: prompts can only go through askpass.
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
