@@ -236,8 +236,14 @@ impl Authenticator {
     }
 
     /// Silent probe: does the device hold this credential? (pam_u2f's rule: FIDO_OK from a CTAP2
-    /// device, "presence required" from a U2F one.)
-    fn probe(&self, dev: &mut Device, rp_id: &str, handle: &KeyHandle) -> bool {
+    /// device, "presence required" from a U2F one.) libfido2's timeout bounds each call, not the
+    /// login: it is set again to what is left, so a stalling device cannot take it twice.
+    fn probe(&self, dev: &mut Device, rp_id: &str, handle: &KeyHandle, deadline: Instant) -> bool {
+        if Self::remaining(deadline).is_none()
+            || dev.set_timeout(self.device_timeout(deadline)).is_err()
+        {
+            return false;
+        }
         let mut cdh = [0u8; 32];
         if getrandom::fill(&mut cdh).is_err() {
             return false;
@@ -335,7 +341,7 @@ impl Authenticator {
                 continue;
             };
             for (i, c) in creds.iter().enumerate() {
-                if self.probe(&mut dev, &self.rp_id(c), &c.key_handle) {
+                if self.probe(&mut dev, &self.rp_id(c), &c.key_handle, deadline) {
                     out.push(Match {
                         device_path: path.clone(),
                         credential: i,
@@ -381,6 +387,12 @@ impl Authenticator {
         let mut dev = self
             .open(&m.device_path, deadline)
             .ok_or_else(|| Stop::Next("device gone".into()))?;
+        // Opening may have used part of the time: the assertion gets only what is left.
+        if Self::remaining(deadline).is_none() {
+            return Err(Stop::Abort("timeout".into()));
+        }
+        dev.set_timeout(self.device_timeout(deadline))
+            .map_err(|e| Stop::Next(format!("setting the device timeout: {e}")))?;
         let rp_id = self.rp_id(c);
         let mut cdh = [0u8; 32];
         getrandom::fill(&mut cdh).map_err(|_| Stop::Abort("no randomness".into()))?;
