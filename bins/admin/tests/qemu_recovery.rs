@@ -131,6 +131,21 @@ fn wait_powered_off(board: &mut QemuBoard) {
     panic!("the board did not power off: {}", board.console().tail(20));
 }
 
+/// A maintenance-channel (ssh) command; the command and its output are appended to the test's
+/// ssh session log, which the secret search reads like every other transcript.
+fn ssh(board: &QemuBoard, log: &Path, command: &str) -> String {
+    let out = board
+        .maintenance_exec(command)
+        .unwrap_or_else(|e| panic!("{command}: {e}\n{}", board.console().tail(20)));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    writeln!(f, "$ {command}\n{out}").unwrap();
+    out
+}
+
 /// The vendor's desk: `keybound-vendor recovery-secret` on the exported card image.
 fn vendor_recovery_secret(board: &QemuBoard, dir: &Path, identity: &Path) -> String {
     let raw = dir.join("desk-card.raw");
@@ -291,6 +306,7 @@ fn qemu_recovery_reseal_to_a_new_module_then_rotate_and_no_secret_in_any_log() {
     let vendor = age::x25519::Identity::generate();
     let recipient = vendor.to_public().to_string();
     let identity = dir.path().join("vendor.key");
+    let ssh_log = dir.path().join("ssh-session.log");
     {
         use age::secrecy::ExposeSecret;
         std::fs::write(&identity, vendor.to_string().expose_secret()).unwrap();
@@ -299,11 +315,13 @@ fn qemu_recovery_reseal_to_a_new_module_then_rotate_and_no_secret_in_any_log() {
     // Provision in the guest; the next boot seals root in place.
     let boot = power_on(&mut board);
     expect(&board, boot, READY, BOOT_TIMEOUT);
-    let out = board
-        .maintenance_exec(&format!(
+    let out = ssh(
+        &board,
+        &ssh_log,
+        &format!(
             "echo {MARKER} > /root/recovery-marker && keybound provision --recipient {recipient} --profile pi5 2>&1; echo exit=$?; sync"
-        ))
-        .unwrap();
+        ),
+    );
     assert!(out.contains("exit=0"), "{out}");
     board.power_cut().unwrap();
     let boot = power_on(&mut board);
@@ -376,16 +394,16 @@ fn qemu_recovery_reseal_to_a_new_module_then_rotate_and_no_secret_in_any_log() {
     let boot = power_on(&mut board);
     expect(&board, boot, "keybound-init: root mounted", BOOT_TIMEOUT);
     expect(&board, boot, READY, BOOT_TIMEOUT);
-    let marker = board.maintenance_exec("cat /root/recovery-marker").unwrap();
+    let marker = ssh(&board, &ssh_log, "cat /root/recovery-marker");
     assert_eq!(marker.trim(), MARKER);
 
     // Rotate online, in the running system.
     let started = std::time::Instant::now();
-    let out = board
-        .maintenance_exec(&format!(
-            "keybound rotate --recipient {recipient} 2>&1; echo exit=$?; sync"
-        ))
-        .unwrap();
+    let out = ssh(
+        &board,
+        &ssh_log,
+        &format!("keybound rotate --recipient {recipient} 2>&1; echo exit=$?; sync"),
+    );
     let rotate_took = started.elapsed();
     assert!(
         out.contains("exit=0") && out.contains("volume check verified"),
@@ -396,7 +414,7 @@ fn qemu_recovery_reseal_to_a_new_module_then_rotate_and_no_secret_in_any_log() {
         "figures: keybound rotate (online re-encryption of root, in the guest) {rotate_took:?}"
     );
     let status: Value =
-        serde_json::from_str(&board.maintenance_exec("keybound status --json").unwrap()).unwrap();
+        serde_json::from_str(&ssh(&board, &ssh_log, "keybound status --json")).unwrap();
     assert_eq!(status["protection"]["level"], "card-theft-only", "{status}");
     assert_eq!(status["binding"], "zymkey+recovery", "{status}");
     assert_eq!(
@@ -405,16 +423,15 @@ fn qemu_recovery_reseal_to_a_new_module_then_rotate_and_no_secret_in_any_log() {
         "{status}"
     );
     assert_eq!(
-        board
-            .maintenance_exec("cat /root/recovery-marker")
-            .unwrap()
-            .trim(),
+        ssh(&board, &ssh_log, "cat /root/recovery-marker").trim(),
         MARKER
     );
     // The guest's logs, for the search below (tar of /var/log, and the kernel log).
-    let var_log = board
-        .maintenance_exec("busybox tar -C /var/log -cf - . | busybox base64")
-        .unwrap();
+    let var_log = ssh(
+        &board,
+        &ssh_log,
+        "busybox tar -C /var/log -cf - . | busybox base64",
+    );
     let var_log = {
         use base64::Engine;
         let text: String = var_log.split_whitespace().collect();
@@ -423,7 +440,7 @@ fn qemu_recovery_reseal_to_a_new_module_then_rotate_and_no_secret_in_any_log() {
             .expect("base64 of /var/log")
     };
     assert!(!var_log.is_empty(), "a tar of /var/log");
-    let dmesg = board.maintenance_exec("busybox dmesg").unwrap();
+    let dmesg = ssh(&board, &ssh_log, "busybox dmesg");
     board.power_cut().unwrap();
 
     // The rotated card boots (the volume check was re-sealed to the new key).
@@ -431,10 +448,7 @@ fn qemu_recovery_reseal_to_a_new_module_then_rotate_and_no_secret_in_any_log() {
     expect(&board, boot, "keybound-init: root mounted", BOOT_TIMEOUT);
     expect(&board, boot, READY, BOOT_TIMEOUT);
     assert_eq!(
-        board
-            .maintenance_exec("cat /root/recovery-marker")
-            .unwrap()
-            .trim(),
+        ssh(&board, &ssh_log, "cat /root/recovery-marker").trim(),
         MARKER
     );
     board.power_cut().unwrap();
@@ -485,11 +499,20 @@ fn qemu_recovery_reseal_to_a_new_module_then_rotate_and_no_secret_in_any_log() {
         .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
         .collect();
     let files = haystacks.len();
-    assert!(
-        haystacks.iter().any(|(p, _)| p.ends_with("console.log")),
-        "the console transcript is searched: {:?}",
-        haystacks.iter().map(|h| &h.0).collect::<Vec<_>>()
+    eprintln!(
+        "searched files: {:?}",
+        haystacks
+            .iter()
+            .map(|(p, _)| p.rsplit('/').next().unwrap_or(p))
+            .collect::<Vec<_>>()
     );
+    for log in ["console.log", "qemu.log", "ssh-session.log", "bench.log"] {
+        assert!(
+            haystacks.iter().any(|(p, _)| p.ends_with(log)),
+            "{log} is searched: {:?}",
+            haystacks.iter().map(|h| &h.0).collect::<Vec<_>>()
+        );
+    }
     haystacks.push(("guest /var/log".into(), var_log));
     haystacks.push(("guest dmesg".into(), dmesg.into_bytes()));
     haystacks.push(("the card image".into(), std::fs::read(&raw).unwrap()));
