@@ -225,6 +225,7 @@ impl Target for QemuTarget {
             provision: self.provision_inputs().ok(),
             provisioned_secrets: Vec::new(),
             plugged_hidraw: 0,
+            detached: false,
         };
         if let Some((module, binding)) = zymkey {
             out.module = Some(module);
@@ -262,6 +263,8 @@ struct QemuScenarioBoard {
     provisioned_secrets: Vec<Secret>,
     /// How many tokens are plugged (the guest's hidraw nodes to wait for).
     plugged_hidraw: usize,
+    /// The module was taken off the header (`zymkey-detach`): power-on does not seat it again.
+    detached: bool,
 }
 
 /// A card of a QEMU board.
@@ -526,7 +529,7 @@ impl ScenarioBoard for QemuScenarioBoard {
 
     fn power_on(&mut self) -> Result<(), StepError> {
         self.pristine = false;
-        if self.module.is_some() {
+        if self.module.is_some() && !self.detached {
             // The module's host software measures this board and the card in the slot now.
             self.zymkey(ZymkeyOp::Attach)?;
         }
@@ -687,10 +690,14 @@ impl ScenarioBoard for QemuScenarioBoard {
                 json!({"cmd": "fault", "kind": "spoof", "board": board_id, "card": card_id})
             }
             ZymkeyOp::Attach => {
+                self.detached = false;
                 let card = ScenarioBoard::card_serial(self).unwrap_or_else(|| "no-card".into());
                 json!({"cmd": "attach", "board": self.board_id(), "card": card})
             }
-            ZymkeyOp::Detach => json!({"cmd": "detach"}),
+            ZymkeyOp::Detach => {
+                self.detached = true;
+                json!({"cmd": "detach"})
+            }
         };
         let reply = self.module()?.control(request)?;
         Ok(reply.to_string())
@@ -718,6 +725,7 @@ impl ScenarioBoard for QemuScenarioBoard {
         self.board
             .set_zymkey_socket(Some(module.module.guest_socket().to_path_buf()))?;
         self.module = Some(*module);
+        self.detached = false;
         Ok(())
     }
 
