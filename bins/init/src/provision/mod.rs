@@ -38,6 +38,8 @@ fn boot_partition(root: &Path) -> PathBuf {
 pub(crate) fn run_if_planned(root: &Path) -> Result<(), String> {
     let boot = boot_partition(root);
     let _ = std::fs::create_dir_all(BOOT_MOUNT);
+    // libcryptsetup's lock directory (the initramfs is a writable rootfs).
+    let _ = std::fs::create_dir_all("/run/cryptsetup");
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     if mount(Some(&boot), BOOT_MOUNT, Some("vfat"), flags, None::<&str>).is_err() {
         return Ok(());
@@ -148,9 +150,8 @@ fn re_enrol(root: &Path, plan: &Plan) -> Result<(), String> {
 fn remove_plan(boot: &Path) -> Result<(), String> {
     std::fs::remove_file(boot.join(PLAN_FILE))
         .map_err(|e| format!("removing the provisioning plan: {e}"))?;
-    if let Ok(d) = std::fs::File::open(boot) {
-        let _ = d.sync_all();
-    }
+    // vfat: only a full sync writes the directory entry the unlink changed.
+    nix::unistd::sync();
     Ok(())
 }
 

@@ -126,10 +126,11 @@ fn path(boot: &Path) -> PathBuf {
     boot.join(STATE_FILE)
 }
 
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+/// Makes the change durable. On vfat, fsync of the directory does not write the directory
+/// entries a rename or unlink changed (they are block-device buffers, not the directory's), so
+/// a power cut could lose them: sync everything.
+fn sync_dir(_dir: &Path) {
+    nix::unistd::sync();
 }
 
 /// Overwrites and removes the state (after the temporary keyslot is destroyed).
