@@ -212,7 +212,10 @@ fn initramfs_binaries(
 }
 
 /// Writes a newc cpio: the directories every file needs, `/dev/console`, then the files.
-fn write_initramfs(out: &Path, files: &[(String, Vec<u8>, u32)]) -> Result<(), ImageError> {
+pub(crate) fn write_initramfs(
+    out: &Path,
+    files: &[(String, Vec<u8>, u32)],
+) -> Result<(), ImageError> {
     let mut dirs: BTreeSet<String> = ["dev", "proc", "sys", "root", "newroot", "bin", "lib"]
         .iter()
         .map(|d| d.to_string())

@@ -15,6 +15,7 @@
 
 mod apt;
 mod assemble;
+mod attacker;
 mod cache;
 mod cross;
 mod elfdeps;
@@ -27,6 +28,7 @@ mod progress;
 mod recipe;
 mod rootfs;
 
+pub use attacker::{attacker_initramfs, attacker_initramfs_with};
 pub use cache::sha256_file;
 pub use cross::{CrossBuild, GUEST_TARGET, is_aarch64_elf};
 pub use error::ImageError;

@@ -94,6 +94,9 @@ pub enum Stage {
     Root,
     /// The initramfs (with the shared libraries it links).
     Initramfs,
+    /// No card: built with the guest binaries for the harness to place itself (TEST-ONLY
+    /// attacker tools, e.g. `attacker_initramfs`). Never on a card, test or production.
+    Harness,
 }
 
 /// Card geometry.
