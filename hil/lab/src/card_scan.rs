@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use card::Card;
-use scenario::engine::{Secret, StepError};
+use scenario::engine::{Loot, Secret, StepError};
 
 /// The forms a secret may take on a card: raw, hex (both cases), base64 at each alignment.
 fn needles(secret: &Secret) -> Vec<Vec<u8>> {
@@ -81,6 +81,9 @@ pub(crate) fn scan_file(path: &Path, secrets: &[Secret]) -> std::io::Result<Vec<
         .collect())
 }
 
+/// The length of the sealed secret (the keyslot passphrase) a sniffer looks for.
+const SECRET_LEN: usize = 32;
+
 /// Files on a boot partition no bigger than this are tried as keys.
 const MAX_LOOT_BYTES: usize = 4096;
 
@@ -97,10 +100,30 @@ fn key_candidates(content: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     out
 }
 
-/// Tries every small file on the card's boot partition (as it is, trimmed, hex-decoded) against
-/// the LUKS2 header of its root partition with the real `cryptsetup`; the first that opens it is
-/// the proof. `None` when the root is not LUKS2 or nothing opens it.
-pub(crate) fn exfiltration_proof(card: &Card) -> Result<Option<String>, StepError> {
+/// The keyslot the `keybound-zymkey` token names (what an attacker reads from the public LUKS2
+/// header), so candidates are tried against it alone: the recovery slot's production argon2id
+/// would make every wrong try cost seconds.
+fn sealed_keyslot(header: &Path) -> Option<String> {
+    let out = Command::new("cryptsetup")
+        .args(["luksDump", "--dump-json-metadata"])
+        .arg(header)
+        .output()
+        .ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    json["tokens"]
+        .as_object()?
+        .values()
+        .find(|t| t["type"] == "keybound-zymkey")?["keyslots"][0]
+        .as_str()
+        .map(String::from)
+}
+
+/// Proves on the host, without the harness's own knowledge of any secret, that something an
+/// attacker got opens the card's root volume with the real `cryptsetup`: every small file on the
+/// boot partition (as written, trimmed, hex-decoded), then `loot` captured elsewhere (each
+/// 32-byte window of it: a sniffer does not know where a key starts). `None` when the root is not
+/// LUKS2 or nothing opens it.
+pub(crate) fn exfiltration_proof(card: &Card, loot: &[Loot]) -> Result<Option<String>, StepError> {
     let failed = |what: &str, e: &dyn std::fmt::Display| StepError::Failed(format!("{what}: {e}"));
     let dir = tempfile::Builder::new()
         .prefix("kb-loot-")
@@ -124,6 +147,31 @@ pub(crate) fn exfiltration_proof(card: &Card) -> Result<Option<String>, StepErro
     if !is_luks.success() {
         return Ok(None);
     }
+    let slot = sealed_keyslot(&root);
+    let opens = |candidate: &[u8]| -> Result<bool, StepError> {
+        let key = dir.path().join("candidate");
+        std::fs::write(&key, candidate).map_err(|e| failed("writing a candidate", &e))?;
+        let mut cmd = Command::new("cryptsetup");
+        cmd.args(["open", "--test-passphrase", "--key-file"])
+            .arg(&key);
+        if let Some(slot) = &slot {
+            cmd.args(["--key-slot", slot]);
+        }
+        let opened = cmd
+            .arg(&root)
+            .output()
+            .map_err(|e| failed("running cryptsetup", &e))?;
+        let _ = std::fs::remove_file(&key);
+        let said = String::from_utf8_lossy(&opened.stderr);
+        if said.contains("Cannot use") {
+            // The host cannot even try (e.g. no Adiantum in this kernel): not a failed attack.
+            return Err(StepError::Failed(format!(
+                "the host's cryptsetup cannot test this card's keyslot: {}",
+                said.trim()
+            )));
+        }
+        Ok(opened.status.success())
+    };
     let files = card
         .list_boot_files()
         .map_err(|e| failed("listing the boot partition", &e))?;
@@ -134,19 +182,20 @@ pub(crate) fn exfiltration_proof(card: &Card) -> Result<Option<String>, StepErro
         if content.is_empty() || content.len() > MAX_LOOT_BYTES {
             continue;
         }
-        for (i, (form, candidate)) in key_candidates(&content).into_iter().enumerate() {
-            let key = dir.path().join(format!("candidate-{i}"));
-            std::fs::write(&key, &candidate).map_err(|e| failed("writing a candidate", &e))?;
-            let opened = Command::new("cryptsetup")
-                .args(["open", "--test-passphrase", "--key-file"])
-                .arg(&key)
-                .arg(&root)
-                .output()
-                .map_err(|e| failed("running cryptsetup", &e))?;
-            let _ = std::fs::remove_file(&key);
-            if opened.status.success() {
+        for (form, candidate) in key_candidates(&content) {
+            if opens(&candidate)? {
                 return Ok(Some(format!(
                     "boot-partition file {name} ({form}) opens the root volume: `cryptsetup open --test-passphrase` accepted it"
+                )));
+            }
+        }
+    }
+    for item in loot {
+        for window in item.bytes.windows(SECRET_LEN) {
+            if opens(window)? {
+                return Ok(Some(format!(
+                    "32 bytes from {} open the root volume: `cryptsetup open --test-passphrase` accepted them",
+                    item.label
                 )));
             }
         }

@@ -14,7 +14,7 @@ use guest_image::BuiltImage;
 use keybound_vendor::boot::BootKey;
 use qemu_runner::{QemuBoard, QemuBoardConfig, SignedFirmware, ZymkeyModule};
 use scenario::engine::{
-    BootOutcome, KillSwitch, LoginFacts, ScenarioBoard, ScenarioCard, ScenarioToken, Secret,
+    BootOutcome, KillSwitch, LoginFacts, Loot, ScenarioBoard, ScenarioCard, ScenarioToken, Secret,
     StepError, Target, ZymkeyOp,
 };
 use scenario::{
@@ -42,7 +42,7 @@ pub(crate) struct QemuTarget {
     zymkey_emu: Option<PathBuf>,
     virtual_fido: Option<PathBuf>,
     /// The vendor's secure-boot key for this run (made on first use by a signed-boot board).
-    boot_key: OnceLock<BootKey>,
+    boot_key: OnceLock<Arc<BootKey>>,
     cache: ProvisionedCache,
     /// The first token declared enrolled in each scenario starts as the image's enrolled token.
     preenrolled_taken: std::sync::Mutex<std::collections::BTreeSet<PathBuf>>,
@@ -90,13 +90,13 @@ impl QemuTarget {
     }
 
     /// The run's vendor key for signed boot (RSA-2048, generated once per run).
-    fn boot_key(&self) -> Result<&BootKey, StepError> {
+    fn boot_key(&self) -> Result<&Arc<BootKey>, StepError> {
         if let Some(key) = self.boot_key.get() {
             return Ok(key);
         }
         let key = BootKey::generate()
             .map_err(|e| StepError::Failed(format!("generating the vendor boot key: {e}")))?;
-        Ok(self.boot_key.get_or_init(|| key))
+        Ok(self.boot_key.get_or_init(|| Arc::new(key)))
     }
 }
 
@@ -204,11 +204,7 @@ impl Target for QemuTarget {
                 .map_err(|e| failed("making the card", &e))?;
             if spec.signed_boot {
                 // The vendor signed this card's boot files at the desk: boot.img + boot.sig.
-                let ts = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                qemu_runner::sign_card(&card, self.boot_key()?, ts)
+                qemu_runner::sign_card(&card, self.boot_key()?.as_ref(), unix_now())
                     .map_err(|e| failed("signing the card's boot image", &e))?;
             }
             board.insert_card(card)?;
@@ -226,6 +222,10 @@ impl Target for QemuTarget {
             provisioned_secrets: Vec::new(),
             plugged_hidraw: 0,
             detached: false,
+            boot_key: spec
+                .signed_boot
+                .then(|| self.boot_key().cloned())
+                .transpose()?,
         };
         if let Some((module, binding)) = zymkey {
             out.module = Some(module);
@@ -265,6 +265,8 @@ struct QemuScenarioBoard {
     plugged_hidraw: usize,
     /// The module was taken off the header (`zymkey-detach`): power-on does not seat it again.
     detached: bool,
+    /// The vendor's boot-signing key, for a signed-boot board.
+    boot_key: Option<Arc<BootKey>>,
 }
 
 /// A card of a QEMU board.
@@ -312,13 +314,40 @@ impl ScenarioCard for QemuCard {
         found.map_err(|e| StepError::Failed(format!("reading the card image: {e}")))
     }
 
-    fn exfiltration_proof(&self) -> Result<Option<String>, StepError> {
-        card_scan::exfiltration_proof(&self.0)
+    fn restore_from(&mut self, image: &mut dyn ScenarioCard) -> Result<(), StepError> {
+        let image = image
+            .as_any_mut()
+            .downcast_mut::<QemuCard>()
+            .ok_or_else(|| StepError::Failed("a card from another target".into()))?;
+        let path = self.0.path().to_path_buf();
+        let serial = self.0.serial().to_string();
+        std::fs::remove_file(&path)
+            .map_err(|e| StepError::Failed(format!("removing {}: {e}", path.display())))?;
+        let mut restored = image.0.copy_to(&path).map_err(card_err)?;
+        restored.set_serial(serial);
+        self.0 = restored;
+        Ok(())
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn exfiltration_proof(&self, loot: &[Loot]) -> Result<Option<String>, StepError> {
+        card_scan::exfiltration_proof(&self.0, loot)
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
         self
     }
+}
+
+/// Seconds since the epoch (a boot.sig's timestamp).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The QMP id of a token's USB device.
@@ -835,6 +864,59 @@ impl ScenarioBoard for QemuScenarioBoard {
                 out.trim()
             )))
         }
+    }
+
+    fn vendor_sign_boot(&mut self) -> Result<String, StepError> {
+        let key = self.boot_key.clone().ok_or_else(|| {
+            StepError::Failed(format!("{} is not a signed-boot board", self.name))
+        })?;
+        let card = self
+            .board
+            .card()
+            .ok_or_else(|| StepError::Failed(format!("{} has no card", self.name)))?;
+        qemu_runner::sign_card(card, key.as_ref(), unix_now())
+            .map_err(|e| StepError::Failed(format!("signing the card's boot image: {e}")))?;
+        Ok("boot.img and boot.sig written (signed with the vendor's key)".into())
+    }
+
+    fn zymkey_sniff(&mut self) -> Result<String, StepError> {
+        self.module()?
+            .control(json!({"cmd": "bus-trace", "on": true}))?;
+        Ok("recording the Zymkey bus".into())
+    }
+
+    fn attacker_loot(&mut self) -> Vec<Loot> {
+        let Ok(module) = self.module() else {
+            return Vec::new();
+        };
+        let Ok(reply) = module.control(json!({"cmd": "bus-trace-read"})) else {
+            return Vec::new();
+        };
+        // What a sniffer decodes with the (documented) wire format: the data the module sent.
+        let mut loot = Vec::new();
+        for entry in reply["entries"].as_array().into_iter().flatten() {
+            if entry["dir"] != "module-to-host" {
+                continue;
+            }
+            let Some(body) = entry["hex"].as_str().and_then(|h| hex::decode(h).ok()) else {
+                continue;
+            };
+            if let Ok(zk_app_utils::wire::FromModule::Response {
+                result: Ok(zk_app_utils::wire::Reply::Bytes(bytes)),
+                ..
+            }) = zk_app_utils::wire::FromModule::decode(&body)
+            {
+                loot.push(Loot {
+                    label: format!(
+                        "{}'s Zymkey bus (frame {})",
+                        self.name,
+                        entry["seq"].as_u64().unwrap_or_default()
+                    ),
+                    bytes: bytes.to_vec(),
+                });
+            }
+        }
+        loot
     }
 
     fn known_secrets(&mut self) -> Vec<Secret> {

@@ -52,6 +52,15 @@ pub fn action(action: &Action) -> String {
             format!("make {board}'s Zymkey host software report {like}'s fingerprint")
         }
         ZymkeyAttach { board } => format!("seat {board}'s Zymkey on its header"),
+        RestoreCard { board, shelf } => {
+            format!("write the old card image from shelf {shelf} back onto {board}'s card")
+        }
+        VendorSignBoot { board } => {
+            format!("the vendor signs a new boot.img from {board}'s current boot files")
+        }
+        ZymkeySniff { board } => {
+            format!("clip a logic analyser onto {board}'s GPIO header (record the Zymkey bus)")
+        }
         ZymkeyDetach { board } => format!("take {board}'s Zymkey off its header"),
         ZymkeyMove { from, to } => format!("move the Zymkey from {from} to {to}"),
         TokenPlug { token, board } => format!("plug token {token} into {board}"),

@@ -211,6 +211,18 @@ fn check_action(
                 &format!("a failing call returns a negative code, not {code}"),
             ));
         }
+        Action::VendorSignBoot { board }
+            if scenario
+                .boards
+                .get(board)
+                .is_some_and(|spec| !spec.signed_boot) =>
+        {
+            problems.push(Problem {
+                span: at("board"),
+                message: format!("board `{board}` does not use signed boot"),
+                help: Some(format!("declare it: [boards.{board}] signed-boot = true")),
+            });
+        }
         Action::TokenClone { token, into } if token == into => {
             problems.push(Problem::new(
                 at("into"),
@@ -225,6 +237,7 @@ fn check_action(
         | Action::ZymkeyFault { board, .. }
         | Action::ZymkeySpoof { board, .. }
         | Action::ZymkeyAttach { board }
+        | Action::ZymkeySniff { board }
         | Action::ZymkeyDetach { board } => Some(("board", board)),
         Action::ZymkeyMove { from, .. } => Some(("from", from)),
         _ => None,

@@ -72,6 +72,9 @@ impl ScenarioCard for FakeCard {
             .map(|s| s.label.clone())
             .collect())
     }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
         self
     }

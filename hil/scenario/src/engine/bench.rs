@@ -39,6 +39,8 @@ pub(crate) struct Bench {
     /// been enrolled on so far.
     pub(crate) enrol_on: BTreeMap<String, Vec<String>>,
     pub(crate) enrolled: std::collections::BTreeSet<(String, String)>,
+    /// The running step expects `key-exfiltrated` (the proof is costly: made only then).
+    pub(crate) want_proof: bool,
     pub(crate) logins: BTreeMap<String, LoginFacts>,
     /// Per board, where `console-expect` looks from: after the last match, or the power-on.
     pub(crate) cursors: BTreeMap<String, board::Mark>,
@@ -238,6 +240,21 @@ impl Bench {
                     .ok_or_else(|| StepError::Failed(format!("no card on shelf {name}")))?;
                 self.off(board, "insert a card")?.insert_card(card)?;
             }
+            Action::RestoreCard { board, shelf } => {
+                let mut image = self
+                    .shelf
+                    .remove(shelf)
+                    .ok_or_else(|| StepError::Failed(format!("no card on shelf {shelf}")))?;
+                let result = self.with_card(board, "write an old image onto its card", |card| {
+                    card.restore_from(&mut *image)
+                });
+                self.shelf.insert(shelf.clone(), image);
+                result?;
+                facts.detail = Some(format!("{board}'s card now holds the image from {shelf}"));
+            }
+            Action::VendorSignBoot { board } => {
+                facts.detail = Some(self.off(board, "sign its card")?.vendor_sign_boot()?)
+            }
             Action::EditBootFile { board, file, edit } => {
                 let new = self.with_card(board, "edit its card", |card| {
                     let old = String::from_utf8_lossy(&card.read_boot_file(file)?).into_owned();
@@ -264,8 +281,20 @@ impl Bench {
                 for b in self.boards.values_mut() {
                     secrets.extend(b.known_secrets());
                 }
+                let want_proof = self.want_proof;
+                let mut loot = Vec::new();
+                if want_proof {
+                    for b in self.boards.values_mut() {
+                        loot.extend(b.attacker_loot());
+                    }
+                }
                 let (found, proof) = self.with_card(board, "scan its card", |card| {
-                    Ok((card.scan(&secrets)?, card.exfiltration_proof()))
+                    let proof = if want_proof {
+                        card.exfiltration_proof(&loot)
+                    } else {
+                        Ok(None)
+                    };
+                    Ok((card.scan(&secrets)?, proof))
                 })?;
                 let proof_text = match &proof {
                     Ok(Some(p)) => format!("; {p}"),
@@ -290,6 +319,9 @@ impl Bench {
             }
             Action::ZymkeyAttach { board } => {
                 facts.detail = Some(self.board(board)?.zymkey(ZymkeyOp::Attach)?)
+            }
+            Action::ZymkeySniff { board } => {
+                facts.detail = Some(self.board(board)?.zymkey_sniff()?)
             }
             Action::ZymkeyDetach { board } => {
                 facts.detail = Some(self.board(board)?.zymkey(ZymkeyOp::Detach)?)

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 pub use pool::run_all;
 pub use result::{BoardRecord, ExpectResult, Milestone, ScenarioResult, StepResult, Verdict};
 pub use target::{
-    BootOutcome, KillSwitch, LoginFacts, ScenarioBoard, ScenarioCard, ScenarioToken, Secret,
+    BootOutcome, KillSwitch, LoginFacts, Loot, ScenarioBoard, ScenarioCard, ScenarioToken, Secret,
     StepError, Target, ZymkeyOp,
 };
 
@@ -321,6 +321,7 @@ fn run_steps(
             .map(|(name, spec)| (name.clone(), spec.enrolled_on.clone()))
             .collect(),
         enrolled: Default::default(),
+        want_proof: false,
         shared: Arc::clone(&shared),
     };
     for (board, spec) in &scenario.boards {
@@ -403,6 +404,10 @@ fn run_steps(
             .unwrap_or_default();
         let step_dir = work_dir.join(format!("step-{number:02}"));
         let aborted = || lock(&shared).aborted.is_some();
+        bench.want_proof = step
+            .expect
+            .iter()
+            .any(|e| matches!(e, Expectation::KeyExfiltrated));
         let counts_before = step
             .expect
             .iter()

@@ -83,6 +83,15 @@ pub enum ZymkeyOp<'a> {
     Detach,
 }
 
+/// Bytes an attacker captured (candidate keys), with where they came from; never printed.
+#[derive(Clone)]
+pub struct Loot {
+    /// Where it came from (e.g. "victim's Zymkey bus, frame 12").
+    pub label: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
 /// A secret the harness knows and looks for on cards; never printed.
 #[derive(Clone)]
 pub struct Secret {
@@ -118,11 +127,23 @@ pub trait ScenarioCard: Send {
     /// Proves on the host, without the harness's own knowledge of any secret, that something an
     /// attacker left on the card's boot partition opens its root volume: the proof in words, or
     /// `None` when nothing there does.
-    fn exfiltration_proof(&self) -> Result<Option<String>, StepError> {
+    /// `loot` is what attackers captured elsewhere (e.g. a bus trace), each with a label.
+    fn exfiltration_proof(&self, loot: &[Loot]) -> Result<Option<String>, StepError> {
+        let _ = loot;
         Err(StepError::Unsupported(
             "this target cannot prove an exfiltrated key on the host".into(),
         ))
     }
+    /// Overwrites this card with the content of `image` (another card of the same target),
+    /// keeping this card's id: an old image written back onto the same card.
+    fn restore_from(&mut self, image: &mut dyn ScenarioCard) -> Result<(), StepError> {
+        let _ = image;
+        Err(StepError::Unsupported(
+            "this target cannot write a card image back".into(),
+        ))
+    }
+    /// For the target's own downcast (mutable) when two of its cards meet.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
     /// For the target's own downcast when the card goes into one of its boards.
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
 }
@@ -211,6 +232,22 @@ pub trait ScenarioBoard: Send {
     ) -> Result<String, StepError>;
     /// Secrets the harness knows for this board (searched for by `scan-card`).
     fn known_secrets(&mut self) -> Vec<Secret>;
+    /// The vendor signs a new boot image from the card's boot files (signed-boot boards).
+    fn vendor_sign_boot(&mut self) -> Result<String, StepError> {
+        Err(StepError::Unsupported(
+            "this target cannot sign boot images".into(),
+        ))
+    }
+    /// Starts recording the Zymkey bus for the attacker (`zymkey-sniff`).
+    fn zymkey_sniff(&mut self) -> Result<String, StepError> {
+        Err(StepError::Unsupported(
+            "this target cannot record the Zymkey bus".into(),
+        ))
+    }
+    /// What attackers captured on this board so far (candidate keys from a sniffed bus).
+    fn attacker_loot(&mut self) -> Vec<Loot> {
+        Vec::new()
+    }
     /// A handle that stops the board from another thread.
     fn kill_switch(&self) -> KillSwitch;
 }

@@ -81,6 +81,21 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         shelf: Option<String>,
     },
+    /// Write an image of a card taken earlier (a card on the shelf, e.g. from `copy-card` then
+    /// `remove-card`) back onto the card in a board's slot: the same card (its id unchanged), old
+    /// content. The shelf card stays on the shelf.
+    RestoreCard {
+        /// The board whose card is overwritten (board off).
+        board: String,
+        /// The shelf holding the old image.
+        shelf: String,
+    },
+    /// The vendor, at the desk, builds and signs a new `boot.img` from the card's current boot
+    /// files (a release of a signed-boot product); only for `signed-boot` boards.
+    VendorSignBoot {
+        /// The board whose card is signed (board off).
+        board: String,
+    },
     /// Edit a file on the card's FAT boot partition, as anyone with a card reader can.
     EditBootFile {
         /// The board whose card is edited (board off).
@@ -122,6 +137,13 @@ pub enum Action {
         board: String,
         /// The board whose fingerprint is forged.
         like: String,
+    },
+    /// Clip a logic analyser onto the board's GPIO header: every frame between the host and the
+    /// Zymkey from now on is recorded for the attacker (a later `scan-card` with
+    /// `key-exfiltrated` tries what it saw against the card).
+    ZymkeySniff {
+        /// The board carrying the module.
+        board: String,
     },
     /// Seat the module on its board again (the harness reports the board's true ids).
     ZymkeyAttach {
@@ -359,12 +381,15 @@ kinds! {
     CopyCard => "copy-card",
     RemoveCard => "remove-card",
     InsertCard => "insert-card",
+    RestoreCard => "restore-card",
+    VendorSignBoot => "vendor-sign-boot",
     EditBootFile => "edit-boot-file",
     ScanCard => "scan-card",
     ZymkeyCutTab => "zymkey-cut-tab",
     ZymkeyBreach => "zymkey-breach",
     ZymkeyFault => "zymkey-fault",
     ZymkeySpoof => "zymkey-spoof",
+    ZymkeySniff => "zymkey-sniff",
     ZymkeyAttach => "zymkey-attach",
     ZymkeyDetach => "zymkey-detach",
     ZymkeyMove => "zymkey-move",
@@ -399,6 +424,8 @@ impl Action {
             | Provision { board }
             | RemoveCard { board, .. }
             | InsertCard { board, .. }
+            | RestoreCard { board, .. }
+            | VendorSignBoot { board }
             | EditBootFile { board, .. }
             | ScanCard { board }
             | ZymkeyCutTab { board }
@@ -406,6 +433,7 @@ impl Action {
             | ZymkeyFault { board, .. }
             | ZymkeyAttach { board }
             | ZymkeyDetach { board }
+            | ZymkeySniff { board }
             | TokenPlug { board, .. }
             | ConsoleSend { board, .. }
             | ConsoleExpect { board, .. }
