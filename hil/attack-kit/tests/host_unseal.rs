@@ -120,3 +120,21 @@ fn another_module_and_a_plain_file_give_no_passphrase() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("holds no usable LUKS2 header"), "{err}");
 }
+
+#[test]
+fn the_attacker_init_script_passes_sh_n_and_runs_the_tool_on_the_root_partition() {
+    let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("initramfs/init");
+    let status = Command::new("sh").arg("-n").arg(&init).status().unwrap();
+    assert!(status.success(), "sh -n {init:?}");
+    let text = std::fs::read_to_string(&init).unwrap();
+    assert!(text.starts_with("#!/bin/busybox sh\n"));
+    for must in [
+        "/usr/bin/keybound-attack-unseal /dev/vda2",
+        "mount -t vfat -o rw /dev/vda1 /boot",
+        "> /boot/loot.txt",
+        "say \"loot written\"",
+        "poweroff -f",
+    ] {
+        assert!(text.contains(must), "{must:?} not in {init:?}");
+    }
+}
