@@ -12,6 +12,10 @@
 //! 5. **card** (`assemble.rs`): both put together, keyed by the two above and the boot fixtures.
 //!
 //! Every cache entry carries a sha256 sidecar checked on use: a corrupted entry is rebuilt.
+//!
+//! TEST-ONLY, on no card: [`attacker_initramfs`] (`attacker.rs`) builds the initramfs of the
+//! threat-matrix row "initramfs swapped on the boot partition" for an image's kernel, keyed by
+//! packages, modules, `hil/attack-kit/initramfs` and the recipe's `harness` binaries.
 
 mod apt;
 mod assemble;
