@@ -217,6 +217,7 @@ impl Target for QemuTarget {
             refused: false,
             pristine: spec.card == CardSlot::Fresh && !spec.signed_boot,
             binding: spec.zymkey.as_ref().map(|z| z.binding),
+            perimeter: spec.zymkey.as_ref().and_then(|z| z.perimeter.clone()),
             profile: spec.profile,
             provision: self.provision_inputs().ok(),
             provisioned_secrets: Vec::new(),
@@ -257,6 +258,8 @@ struct QemuScenarioBoard {
     pristine: bool,
     /// The module's binding mode, if the board has one.
     binding: Option<Binding>,
+    /// The perimeter policy provisioning arms.
+    perimeter: Option<String>,
     profile: BoardProfile,
     provision: Option<ProvisionInputs>,
     /// What the harness learnt when it provisioned this board's card (searched for by scans).
@@ -404,12 +407,7 @@ impl QemuScenarioBoard {
     /// Provisions as an ISV engineer does on a fresh board: boots it, runs `keybound provision`
     /// (the plan goes to the boot partition), reboots so keybound-init encrypts root in place and
     /// seals the key with the Zymkey, waits until it is up on the encrypted root, powers off.
-    fn provision_in_guest(
-        &mut self,
-        recipient: &str,
-        profile: &str,
-        deadline: Instant,
-    ) -> Result<(), StepError> {
+    fn provision_in_guest(&mut self, args: &str, deadline: Instant) -> Result<(), StepError> {
         let left = || deadline.saturating_duration_since(Instant::now());
         let up = |b: &mut Self, what: &str| -> Result<(), StepError> {
             let mark = b.board.console().mark();
@@ -425,7 +423,7 @@ impl QemuScenarioBoard {
         };
         up(self, "booting to provision")?;
         let out = self.board.maintenance_exec(&format!(
-            "keybound provision --recipient {recipient} --profile {profile} 2>&1; echo exit=$?; sync"
+            "keybound provision {args} 2>&1; echo exit=$?; sync"
         ))?;
         if !out.trim_end().ends_with("exit=0") {
             return Err(StepError::Failed(format!(
@@ -779,6 +777,7 @@ impl ScenarioBoard for QemuScenarioBoard {
             profile,
             &inputs.recipient,
             &inputs.emulator,
+            self.perimeter.as_deref().unwrap_or(""),
         ]);
         let lock = inputs
             .cache
@@ -801,7 +800,11 @@ impl ScenarioBoard for QemuScenarioBoard {
             }
         }
         let cacheable = self.pristine;
-        self.provision_in_guest(&inputs.recipient, profile, deadline)?;
+        let mut args = format!("--recipient {} --profile {profile}", inputs.recipient);
+        if let Some(perimeter) = &self.perimeter {
+            args.push_str(&format!(" --perimeter {perimeter}"));
+        }
+        self.provision_in_guest(&args, deadline)?;
         self.learn_secrets(&inputs);
         if cacheable {
             let state = self.module()?.control(json!({"cmd": "snapshot"}))?;

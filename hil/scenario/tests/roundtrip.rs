@@ -7,7 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use scenario::{
     Action, Binding, BoardSpec, CardEdit, Expectation, Presence, Scenario, Step, Timeout,
-    TokenSpec, ZymkeyFault, ZymkeySpec,
+    TokenFault, TokenSpec, ZymkeyFault, ZymkeySpec,
 };
 
 const BOARDS: &[&str] = &["victim", "spare"];
@@ -97,6 +97,23 @@ fn action() -> impl Strategy<Value = Action> {
         }),
         (board(), text()).prop_map(|(board, command)| Action::MaintenanceExec { board, command }),
         timeout().prop_map(|duration| Action::Wait { duration }),
+        (
+            prop::sample::select(vec![
+                TokenFault::Corrupt,
+                TokenFault::Oversize,
+                TokenFault::Stall,
+                TokenFault::Drop,
+                TokenFault::Clear,
+            ]),
+            1u32..5
+        )
+            .prop_map(|(fault, count)| Action::TokenFault {
+                token: "key".into(),
+                fault,
+                count
+            }),
+        board().prop_map(|board| Action::ZymkeySniff { board }),
+        (board(), word()).prop_map(|(board, shelf)| Action::RestoreCard { board, shelf }),
     ]
 }
 
@@ -113,6 +130,7 @@ fn expectation() -> impl Strategy<Value = Expectation> {
         Just(Expectation::NoShell),
         Just(Expectation::NoKeyMaterial),
         Just(Expectation::KeyExfiltrated),
+        Just(Expectation::TokenNotAsked("key".into())),
     ]
 }
 
@@ -138,9 +156,10 @@ fn spec() -> impl Strategy<Value = BoardSpec> {
         prop::sample::select(vec![Binding::Developer, Binding::Production]),
         any::<bool>(),
         any::<bool>(),
+        prop::option::of(Just("ch0=self-destruct".to_string())),
     )
-        .prop_map(|(binding, signed_boot, empty)| BoardSpec {
-            zymkey: Some(ZymkeySpec { binding }),
+        .prop_map(|(binding, signed_boot, empty, perimeter)| BoardSpec {
+            zymkey: Some(ZymkeySpec { binding, perimeter }),
             signed_boot,
             card: if empty {
                 scenario::CardSlot::Empty

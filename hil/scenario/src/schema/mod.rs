@@ -103,6 +103,10 @@ pub struct ZymkeySpec {
     /// the board and card it first sees, for good).
     #[serde(default)]
     pub binding: Binding,
+    /// The perimeter (tamper) policy provisioning arms, as `keybound provision --perimeter`
+    /// takes it (e.g. `ch0=self-destruct` or `ch0=notify,ch1=self-destruct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perimeter: Option<String>,
 }
 
 /// A Zymkey's binding mode.
