@@ -244,8 +244,46 @@ fn boot_partition() -> Result<PathBuf, String> {
         .map(|(dev, _)| dev.to_string())
         .next_back()
         .ok_or("cannot find the device mounted at /; use --boot-dir")?;
-    let disk = root.trim_end_matches(|c: char| c.is_ascii_digit());
+    let partition = underlying_partition(&root)?;
+    let disk = partition.trim_end_matches(|c: char| c.is_ascii_digit());
     Ok(PathBuf::from(format!("{disk}1")))
+}
+
+/// The partition under `dev`: itself, or for a device-mapper root (a sealed root,
+/// `/dev/dm-N` or `/dev/mapper/NAME`) the one partition it maps (`/sys/block/dm-N/slaves`).
+fn underlying_partition(dev: &str) -> Result<String, String> {
+    let name = std::fs::canonicalize(dev)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let dm = if name.starts_with("dm-") {
+        Some(name)
+    } else if let Some(mapped) = dev.strip_prefix("/dev/mapper/") {
+        std::fs::read_dir("/sys/block")
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|b| {
+                std::fs::read_to_string(format!("/sys/block/{b}/dm/name"))
+                    .is_ok_and(|n| n.trim() == mapped)
+            })
+    } else {
+        None
+    };
+    let Some(dm) = dm else {
+        return Ok(dev.to_string());
+    };
+    let slaves: Vec<String> = std::fs::read_dir(format!("/sys/block/{dm}/slaves"))
+        .map_err(|e| format!("finding the partition under {dev}: {e}"))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    match slaves.as_slice() {
+        [one] => Ok(format!("/dev/{one}")),
+        _ => Err(format!(
+            "{dev} does not map exactly one partition; use --boot-dir"
+        )),
+    }
 }
 
 fn mount_vfat(dev: &Path, target: &Path) -> Result<(), String> {
