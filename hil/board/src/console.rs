@@ -131,11 +131,22 @@ impl Console {
             .expect("spawning the console thread");
     }
 
+    /// Writes a line of the board's own firmware log (prefixed `[firmware]`): what a Pi's boot
+    /// ROM and bootloader print on the UART, played by the harness on emulated boards. Unlike
+    /// harness notes, these lines are the board's output and guest-side expectations see them.
+    pub fn firmware(&self, text: &str) {
+        self.push_local(format!("[firmware] {text}"));
+    }
+
     /// Writes a harness annotation into the transcript (prefixed `[harness]`).
     pub fn note(&self, text: &str) {
+        self.push_local(format!("[harness] {text}"));
+    }
+
+    /// Records a line made on this side of the wire (harness or firmware) and wakes waiters.
+    fn push_local(&self, line: String) {
         let mut state = self.shared.state.lock().expect("console lock");
-        self.shared
-            .push_line(&mut state, format!("[harness] {text}"));
+        self.shared.push_line(&mut state, line);
         drop(state);
         self.shared.changed.notify_all();
     }

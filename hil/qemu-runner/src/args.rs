@@ -30,6 +30,8 @@ pub struct MachineArgs {
     pub zymkey_socket: Option<PathBuf>,
     /// Guest TCP ports forwarded to ephemeral ports on 127.0.0.1.
     pub forwarded_ports: Vec<u16>,
+    /// The SoC's debug port (JTAG on a Pi: QEMU's gdb stub here) on this socket, if opened.
+    pub debug_socket: Option<PathBuf>,
 }
 
 fn chardev_path(path: &Path) -> String {
@@ -69,6 +71,17 @@ impl MachineArgs {
             ),
             "-mon".into(),
             "chardev=qmp,mode=control".into(),
+        ];
+        if let Some(debug) = &self.debug_socket {
+            a.push("-chardev".into());
+            a.push(format!(
+                "socket,id=jtag,path={},server=on,wait=off",
+                chardev_path(debug)
+            ));
+            a.push("-gdb".into());
+            a.push("chardev:jtag".into());
+        }
+        a.extend([
             "-kernel".into(),
             self.kernel.to_string_lossy().into(),
             "-append".into(),
@@ -89,7 +102,7 @@ impl MachineArgs {
             "qemu-xhci,id=xhci".into(),
             "-device".into(),
             "virtio-serial-pci,id=vser".into(),
-        ];
+        ]);
         if let Some(initramfs) = &self.initramfs {
             a.extend(["-initrd".into(), initramfs.to_string_lossy().into()]);
         }
@@ -134,6 +147,7 @@ mod tests {
             qmp_socket: "/s/qmp".into(),
             zymkey_socket: Some("/s/zk".into()),
             forwarded_ports: vec![22, 2222],
+            debug_socket: None,
         };
         let line: Vec<String> = args
             .to_args()

@@ -21,6 +21,9 @@ pub struct BootPlan {
     pub cmdline: String,
     /// Which boot partition files were used, for the transcript.
     pub files: Vec<String>,
+    /// `config.txt` says `enable_jtag_gpio=1`: the firmware opens the SoC's JTAG debug port on
+    /// the GPIO header (played by QEMU's gdb stub).
+    pub debug_port: bool,
 }
 
 /// Why the firmware refused or failed to boot.
@@ -53,6 +56,7 @@ struct Config {
     kernel: Option<String>,
     initramfs: Option<String>,
     cmdline: Option<String>,
+    jtag: bool,
 }
 
 /// Parses `config.txt`: `key=value` lines, `initramfs NAME [followkernel]`, `#` comments. Section
@@ -78,6 +82,7 @@ fn parse_config(text: &str) -> Config {
             match key.trim() {
                 "kernel" => config.kernel = Some(value.trim().into()),
                 "cmdline" => config.cmdline = Some(value.trim().into()),
+                "enable_jtag_gpio" => config.jtag = value.trim() == "1",
                 _ => {}
             }
         }
@@ -122,6 +127,7 @@ fn plan_from(
         initramfs,
         cmdline,
         files,
+        debug_port: config.jtag,
     })
 }
 
@@ -368,9 +374,13 @@ mod tests {
             Config {
                 kernel: Some("kernel8.img".into()),
                 initramfs: Some("initramfs8".into()),
-                cmdline: Some("alt.txt".into())
+                cmdline: Some("alt.txt".into()),
+                jtag: false,
             }
         );
         assert_eq!(parse_config(""), Config::default());
+        assert!(parse_config("enable_jtag_gpio=1\n").jtag);
+        assert!(!parse_config("enable_jtag_gpio=0\n").jtag);
+        assert!(!parse_config("[pi5]\nenable_jtag_gpio=1\n").jtag);
     }
 }

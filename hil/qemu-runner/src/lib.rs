@@ -2,6 +2,7 @@
 //! the Raspberry Pi firmware boots it.
 
 mod args;
+mod debug_port;
 mod emulators;
 mod firmware;
 mod process;

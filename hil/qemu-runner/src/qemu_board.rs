@@ -315,6 +315,7 @@ impl Board for QemuBoard {
             qmp_socket: sockets.path().join("qmp"),
             zymkey_socket: self.config.zymkey_socket.clone(),
             forwarded_ports: vec![SSH_PORT, MAINTENANCE_PORT],
+            debug_socket: plan.debug_port.then(|| sockets.path().join("jtag")),
         };
         let log = self.config.work_dir.join("qemu.log");
         let mut process =
@@ -352,6 +353,12 @@ impl Board for QemuBoard {
             .map(|(host, guest)| (guest, host))
             .collect();
         self.last_plan = Some(plan);
+        if let Some(debug) = &machine.debug_socket {
+            self.console.firmware(
+                "enable_jtag_gpio=1: JTAG debug port open on the GPIO header (QEMU's gdb stub)",
+            );
+            self.console.note(&crate::debug_port::probe(debug));
+        }
         self.running = Some(Running {
             process,
             qmp,
