@@ -575,3 +575,281 @@ fn qemu_sealed_card_ignores_cmdline_shell_overrides() {
     assert!(root.contains("encrypted root"), "{root}");
     board.power_cut().unwrap();
 }
+
+/// Paths whose contents change between boots by design (logs, caches, state, shell history,
+/// the checksum's own output); everything else on root must survive provisioning unchanged.
+const VOLATILE: &str = "^/(var/log|var/tmp|var/cache|var/lib|tmp|run|root/\\.ash_history)(/|$)";
+
+/// `sha256sum` of every regular file on root (one filesystem, volatile paths left out), one
+/// `HASH  PATH` line each, sorted. Run in the background and polled: hashing all of root under
+/// TCG takes longer than one maintenance command may.
+fn root_checksums(board: &QemuBoard) -> Vec<String> {
+    board
+        .maintenance_exec(&format!(
+            "mkdir -p /var/tmp && rm -f /var/tmp/kb-sums /var/tmp/kb-sums.done && \
+             setsid sh -c \"busybox find / -xdev -type f | busybox grep -Ev '{VOLATILE}' \
+              | busybox sort | busybox tr '\\n' '\\0' | busybox xargs -0 sha256sum \
+              > /var/tmp/kb-sums; touch /var/tmp/kb-sums.done\" </dev/null >/dev/null 2>&1 &"
+        ))
+        .unwrap();
+    for _ in 0..600 {
+        let done = board
+            .maintenance_exec("test -e /var/tmp/kb-sums.done && echo done || true")
+            .unwrap();
+        if done.trim() == "done" {
+            let sums = board.maintenance_exec("cat /var/tmp/kb-sums").unwrap();
+            let lines: Vec<String> = sums.lines().map(str::to_string).collect();
+            assert!(lines.len() > 1000, "too few files hashed: {}", lines.len());
+            return lines;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("hashing root did not finish");
+}
+
+/// The lines only in one of two checksum lists (empty: the files are the same).
+fn checksum_differences(before: &[String], after: &[String]) -> Vec<String> {
+    use std::collections::BTreeSet;
+    let (b, a): (BTreeSet<_>, BTreeSet<_>) = (before.iter().collect(), after.iter().collect());
+    b.symmetric_difference(&a)
+        .map(|l| l.to_string())
+        .take(20)
+        .collect()
+}
+
+/// The root partition's `cryptsetup luksDump` (the card read on the host, board off).
+fn root_luks_dump(board: &QemuBoard, dir: &Path, name: &str) -> String {
+    let card = board.card().unwrap();
+    let root = dir.join(name);
+    card.read_range(card.layout().unwrap().root, &root).unwrap();
+    let dump = run(Command::new("cryptsetup").arg("luksDump").arg(&root));
+    std::fs::remove_file(&root).unwrap();
+    dump
+}
+
+/// Power cut in the middle of the in-place encryption (a slow card: QMP I/O throttling): the
+/// header carries the online-reencrypt requirement and the boot partition the state with the
+/// Zymkey-locked temporary passphrase; the next boot resumes, enrols, arms the perimeter
+/// policy and boots with every file of root unchanged. Pi 4 profile: Adiantum.
+#[test]
+fn qemu_power_cut_during_in_place_encryption_resumes_with_the_same_files() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let (module, _s) = zymkey_module(dir.path(), "module");
+    let mut board = board(&image, "cut", dir.path(), &module);
+    attach(&module, &board);
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap();
+    let before = root_checksums(&board);
+    let out = board
+        .maintenance_exec(&format!(
+            "keybound provision --recipient {recipient} --profile pi4 \
+             --perimeter ch0=self-destruct,ch1=notify 2>&1; echo exit=$?; sync"
+        ))
+        .unwrap();
+    assert!(out.contains("exit=0"), "{out}");
+    board.power_cut().unwrap();
+
+    // Provisioning boot: slow the card once the encryption starts, cut the power at the first
+    // progress line.
+    let mark = board.console().mark();
+    board.power_on().unwrap();
+    let (_, started) = board
+        .console()
+        .expect_guest_after(
+            mark,
+            "keybound-init: provisioning: reencrypt started",
+            BOOT_TIMEOUT,
+        )
+        .unwrap();
+    board.throttle_card(2 << 20).unwrap();
+    board
+        .console()
+        .expect_guest_after(
+            started,
+            "keybound-init: provisioning: encrypted ",
+            Duration::from_secs(300),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    board.power_cut().unwrap();
+
+    let dump = root_luks_dump(&board, dir.path(), "cut-root.img");
+    assert!(dump.contains("online-reencrypt"), "{dump}");
+    assert!(dump.contains("xchacha12,aes-adiantum-plain64"), "{dump}");
+    let state = String::from_utf8(
+        board
+            .card()
+            .unwrap()
+            .read_boot_file("keybound-provision.state")
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        state.contains("stage=encrypting") && state.contains("temporary="),
+        "{state}"
+    );
+
+    // Next boot: resumes and finishes.
+    let mark = board.console().mark();
+    board.power_on().unwrap();
+    let (_, resuming) = board
+        .console()
+        .expect_guest_after(
+            mark,
+            "keybound-init: provisioning: resuming the interrupted encryption",
+            BOOT_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    let resume_started = std::time::Instant::now();
+    board
+        .console()
+        .expect_guest_after(
+            resuming,
+            "keybound-init: provisioning: done",
+            Duration::from_secs(900),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    let resume_took = resume_started.elapsed();
+    board
+        .console()
+        .expect_guest_after(
+            resuming,
+            "keybound-init: provisioning: perimeter armed \\(ch0=self-destruct,ch1=notify\\)",
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    board
+        .console()
+        .expect_guest_after(resuming, "keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap();
+    eprintln!("figures: resume after the power cut (resuming → done, wall clock) {resume_took:?}");
+    let status = board.maintenance_exec("keybound status").unwrap();
+    assert!(status.contains("encrypted root"), "{status}");
+    let after = root_checksums(&board);
+    let diff = checksum_differences(&before, &after);
+    assert!(diff.is_empty(), "root files changed: {diff:#?}");
+
+    // The module has the policy; the boot partition no longer has the state or the plan.
+    let zk = module.control(json!({"cmd": "status"})).unwrap();
+    assert_eq!(zk["perimeter"][0]["actions"], 2, "{zk}");
+    assert_eq!(zk["perimeter"][1]["actions"], 1, "{zk}");
+    board.power_cut().unwrap();
+    let card = board.card().unwrap();
+    assert!(card.read_boot_file("keybound-provision.state").is_err());
+    assert!(card.read_boot_file("keybound-provision.plan").is_err());
+    let dump = root_luks_dump(&board, dir.path(), "done-root.img");
+    assert!(!dump.contains("online-reencrypt"), "{dump}");
+    assert!(dump.contains("keybound-zymkey") && dump.contains("keybound-recovery"));
+    assert!(
+        !dump.contains("\n  0: luks2"),
+        "the temporary keyslot is gone: {dump}"
+    );
+}
+
+/// The keybound tokens of the card's root (read on the host, board off).
+fn root_tokens(board: &QemuBoard, dir: &Path) -> sealed_root::Tokens {
+    let card = board.card().unwrap();
+    let root = dir.join("tokens-root.img");
+    card.read_range(card.layout().unwrap().root, &root).unwrap();
+    let tokens = sealed_root::read_tokens(&root).unwrap();
+    std::fs::remove_file(&root).unwrap();
+    tokens
+}
+
+/// A sealed card: `keybound provision` is refused without `--re-enrol`; with it keybound-init
+/// replaces the sealed and recovery secrets (same volume key: the data stays) and the board
+/// boots. Then a perimeter breach on the channel armed with self-destruct: the next boot
+/// prints exactly why it cannot unlock and powers off.
+#[test]
+fn qemu_re_enrol_on_a_sealed_card_then_a_self_destruct_breach_seals_it_for_good() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let (module, _s) = zymkey_module(dir.path(), "module");
+    let mut board = board(&image, "reenrol", dir.path(), &module);
+    attach(&module, &board);
+    seal_card(&board, &module, dir.path());
+    let before = root_tokens(&board, dir.path());
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap();
+    let refused = board
+        .maintenance_exec(&format!(
+            "keybound provision --recipient {recipient} --profile pi5 2>&1; echo exit=$?"
+        ))
+        .unwrap();
+    assert!(
+        refused.contains("already sealed") && refused.contains("--re-enrol"),
+        "{refused}"
+    );
+    assert!(!refused.contains("exit=0"), "{refused}");
+    let out = board
+        .maintenance_exec(&format!(
+            "echo {MARKER} > /root/re-enrol-marker && keybound provision --recipient {recipient} \
+             --profile pi5 --re-enrol --perimeter ch0=self-destruct 2>&1; echo exit=$?; sync"
+        ))
+        .unwrap();
+    assert!(out.contains("exit=0"), "{out}");
+    board.power_cut().unwrap();
+
+    let mark = board.console().mark();
+    board.power_on().unwrap();
+    let (_, at) = board
+        .console()
+        .expect_guest_after(
+            mark,
+            "keybound-init: provisioning: re-enrolling the sealed root",
+            BOOT_TIMEOUT,
+        )
+        .unwrap();
+    for line in [
+        "keybound-init: provisioning: perimeter armed \\(ch0=self-destruct\\)",
+        "keybound-init: provisioning: done",
+        "keybound-init: unlocking the sealed root",
+        "keybound-guest: sshd ready",
+    ] {
+        board
+            .console()
+            .expect_guest_after(at, line, BOOT_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{line}: {e:?}\n{}", board.console().tail(30)));
+    }
+    let marker = board
+        .maintenance_exec("cat /root/re-enrol-marker /root/sealed-marker")
+        .unwrap();
+    assert!(marker.contains(MARKER), "{marker}");
+    board.power_cut().unwrap();
+    let after = root_tokens(&board, dir.path());
+    let (old_z, new_z) = (before.zymkey.unwrap().1, after.zymkey.unwrap().1);
+    assert_ne!(old_z.sealed_blob, new_z.sealed_blob, "a new sealed secret");
+    assert_ne!(
+        before.recovery.unwrap().1.age_ciphertext,
+        after.recovery.unwrap().1.age_ciphertext,
+        "a new recovery secret"
+    );
+    let zk = module.control(json!({"cmd": "status"})).unwrap();
+    assert_eq!(zk["perimeter"][0]["actions"], 2, "{zk}");
+
+    // The case is opened: channel 0 breaks, the module destroys its keys.
+    module
+        .control(json!({"cmd": "breach", "channel": 0}))
+        .unwrap();
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound: sealed:", BOOT_TIMEOUT)
+        .unwrap();
+    assert_failure_line(
+        &board,
+        "keybound: sealed: zymkey destroyed its keys (perimeter breach with self-destruct)",
+    );
+    assert_no_shell_on_console(&board);
+    wait_powered_off(&mut board);
+}
