@@ -43,7 +43,8 @@ enum Command {
     /// LUKS2 (aborting before any write if there is no room; a power cut resumes on the
     /// following boot), enrols this board's Zymkey and the vendor's recovery slot, arms the
     /// perimeter policy, removes the plan and boots the sealed root. An already sealed root is
-    /// refused unless --re-enrol is given. --fresh DESTROYS ALL DATA ON ROOT.
+    /// refused unless --re-enrol is given. --fresh (not available yet) would DESTROY ALL DATA
+    /// ON ROOT.
     Provision(provision::Request),
     /// Re-seal the root to a replacement Zymkey with the vendor's recovery secret (stdin).
     ///

@@ -95,7 +95,9 @@ pub(crate) struct Request {
     /// The board: pi5 (AES-XTS) or pi4/CM4 (Adiantum).
     #[arg(long, value_enum)]
     pub(crate) profile: Profile,
-    /// DESTROYS ALL DATA ON ROOT: format root anew instead of encrypting it in place.
+    /// DESTROYS ALL DATA ON ROOT: format root anew instead of encrypting it in place. Not
+    /// available yet: refused here (keybound-init has no mkfs and no OS to install, so the board
+    /// would be left without a system); --dry-run still prints the plan.
     #[arg(long, conflicts_with = "re_enrol")]
     pub(crate) fresh: bool,
     /// Re-enrol an already sealed root: a new sealed secret bound to the Zymkey present and a
@@ -172,6 +174,13 @@ fn provision(req: &Request) -> Result<(), String> {
     if req.dry_run {
         print!("{text}");
         return Ok(());
+    }
+    if req.fresh {
+        return Err(
+            "--fresh (format root anew, destroying its data) is not available yet: \
+                    keybound-init would leave root empty, without an OS; encrypt in place instead"
+                .into(),
+        );
     }
     // On the board itself (no --boot-dir) the running root tells whether it is sealed; with
     // --boot-dir keybound-init checks the card on its next boot.
@@ -391,5 +400,14 @@ mod tests {
         r.perimeter.push("ch0=none".parse().unwrap());
         r.dry_run = true;
         assert!(provision(&r).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn fresh_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = req(Some(dir.path().into()));
+        r.fresh = true;
+        assert!(provision(&r).unwrap_err().contains("--fresh"));
+        assert!(!dir.path().join(PLAN_FILE).exists());
     }
 }
