@@ -223,6 +223,10 @@ impl Target for QemuTarget {
             provisioned_secrets: Vec::new(),
             plugged_hidraw: 0,
             detached: false,
+            harness: Arc::new(HarnessFiles {
+                repo: self.repo.clone(),
+                image: self.image.clone(),
+            }),
             boot_key: spec
                 .signed_boot
                 .then(|| self.boot_key().cloned())
@@ -270,6 +274,14 @@ struct QemuScenarioBoard {
     detached: bool,
     /// The vendor's boot-signing key, for a signed-boot board.
     boot_key: Option<Arc<BootKey>>,
+    /// Where harness files (an attacker's tools) come from.
+    harness: Arc<HarnessFiles>,
+}
+
+/// What harness files are built from: the repository and the image under test.
+struct HarnessFiles {
+    repo: PathBuf,
+    image: BuiltImage,
 }
 
 /// A card of a QEMU board.
@@ -867,6 +879,22 @@ impl ScenarioBoard for QemuScenarioBoard {
                 out.trim()
             )))
         }
+    }
+
+    fn harness_file(&mut self, name: &str) -> Result<Vec<u8>, StepError> {
+        if name != "attacker-initramfs" {
+            return Err(StepError::Failed(format!(
+                "no harness file {name} (there is: attacker-initramfs)"
+            )));
+        }
+        let path = guest_image::attacker_initramfs(
+            &self.harness.repo,
+            &self.harness.image,
+            &guest_image::Progress::hidden(),
+        )
+        .map_err(|e| StepError::Failed(format!("building the attacker's initramfs: {e}")))?;
+        std::fs::read(&path)
+            .map_err(|e| StepError::Failed(format!("reading {}: {e}", path.display())))
     }
 
     fn vendor_sign_boot(&mut self) -> Result<String, StepError> {

@@ -30,6 +30,9 @@ pub fn action(action: &Action) -> String {
             CardEdit::Replace([from, to]) => {
                 format!("on {board}'s card, replace {from:?} by {to:?} in {file}")
             }
+            CardEdit::HarnessFile(name) => {
+                format!("on {board}'s card, replace {file} with the harness's {name}")
+            }
         },
         ScanCard { board } => {
             format!("read {board}'s card on the host and search it for key material")

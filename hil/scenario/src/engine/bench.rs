@@ -255,6 +255,20 @@ impl Bench {
             Action::VendorSignBoot { board } => {
                 facts.detail = Some(self.off(board, "sign its card")?.vendor_sign_boot()?)
             }
+            Action::EditBootFile {
+                board,
+                file,
+                edit: CardEdit::HarnessFile(name),
+            } => {
+                let bytes = self.off(board, "edit its card")?.harness_file(name)?;
+                self.with_card(board, "edit its card", |card| {
+                    card.write_boot_file(file, &bytes)
+                })?;
+                facts.detail = Some(format!(
+                    "{file} replaced by the harness's {name} ({} bytes)",
+                    bytes.len()
+                ));
+            }
             Action::EditBootFile { board, file, edit } => {
                 let new = self.with_card(board, "edit its card", |card| {
                     let old = String::from_utf8_lossy(&card.read_boot_file(file)?).into_owned();
@@ -270,6 +284,7 @@ impl Bench {
                             }
                             old.replace(from.as_str(), to)
                         }
+                        CardEdit::HarnessFile(_) => unreachable!("handled above"),
                     };
                     card.write_boot_file(file, new.as_bytes())?;
                     Ok(new)

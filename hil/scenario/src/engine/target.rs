@@ -232,6 +232,12 @@ pub trait ScenarioBoard: Send {
     ) -> Result<String, StepError>;
     /// Secrets the harness knows for this board (searched for by `scan-card`).
     fn known_secrets(&mut self) -> Vec<Secret>;
+    /// A file the harness provides for an attacker's edit (`edit = { harness-file = NAME }`).
+    fn harness_file(&mut self, name: &str) -> Result<Vec<u8>, StepError> {
+        Err(StepError::Unsupported(format!(
+            "this target has no harness file {name}"
+        )))
+    }
     /// The vendor signs a new boot image from the card's boot files (signed-boot boards).
     fn vendor_sign_boot(&mut self) -> Result<String, StepError> {
         Err(StepError::Unsupported(

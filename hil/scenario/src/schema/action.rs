@@ -262,6 +262,10 @@ pub enum CardEdit {
     Content(String),
     /// Replace every occurrence of the first string by the second.
     Replace([String; 2]),
+    /// Replace the whole file by a file the harness provides (an attacker's tool, e.g.
+    /// `attacker-initramfs`: an initramfs that unseals the key and writes it to the boot
+    /// partition).
+    HarnessFile(String),
 }
 
 /// A Zymkey fault (zymkey-emu's control protocol).
