@@ -215,7 +215,7 @@ impl Target for QemuTarget {
             module: None,
             pid: Arc::new(AtomicI32::new(0)),
             refused: false,
-            pristine: spec.card == CardSlot::Fresh && !spec.signed_boot,
+            pristine: spec.card == CardSlot::Fresh,
             binding: spec.zymkey.as_ref().map(|z| z.binding),
             perimeter: spec.zymkey.as_ref().and_then(|z| z.perimeter.clone()),
             profile: spec.profile,
@@ -410,6 +410,11 @@ impl QemuScenarioBoard {
             .map_err(|e| StepError::Failed(format!("removing {}: {e}", path.display())))?;
         let mut card = Card::overlay(&entry.card, "qcow2", &path).map_err(card_err)?;
         card.set_serial(entry.card_serial.clone());
+        if let Some(key) = &self.boot_key {
+            // The cached card was signed with an earlier run's key: the vendor signs it again.
+            qemu_runner::sign_card(&card, key.as_ref(), unix_now())
+                .map_err(|e| StepError::Failed(format!("signing the card's boot image: {e}")))?;
+        }
         self.board.insert_card(card)?;
         self.module()?
             .control(json!({"cmd": "restore", "state": entry.module_state}))?;
@@ -790,6 +795,11 @@ impl ScenarioBoard for QemuScenarioBoard {
             &inputs.recipient,
             &inputs.emulator,
             self.perimeter.as_deref().unwrap_or(""),
+            if self.boot_key.is_some() {
+                "signed"
+            } else {
+                "unsigned"
+            },
         ]);
         let lock = inputs
             .cache
