@@ -266,6 +266,29 @@ impl Console {
             })
     }
 
+    /// The whole line a mark returned by an expectation points into: waits up to `timeout` for
+    /// the board to finish it (a match can be on the line still arriving), then returns it; the
+    /// unfinished text if the line is not finished by then.
+    pub fn whole_line_at(&self, at: Mark, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.state.lock().expect("console lock");
+        loop {
+            if let Some(line) = state.lines.get(at.line) {
+                return line.text.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline || state.closed {
+                return state.partial.clone();
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, deadline - now)
+                .expect("console lock")
+                .0;
+        }
+    }
+
     /// Every complete line so far.
     pub fn lines(&self) -> Vec<ConsoleLine> {
         self.shared

@@ -606,12 +606,24 @@ impl ScenarioBoard for QemuScenarioBoard {
             .expect_guest_after(from, BOOT_END, timeout)
         {
             Ok((line, _)) if line.contains("sshd ready") => Ok(BootOutcome::Up),
-            Ok((line, _)) if line.contains(": sealed") => Ok(BootOutcome::Sealed {
-                reason: line
-                    .split_once(": sealed")
-                    .map(|(_, r)| r.trim_start_matches([':', ' ']).to_string())
-                    .unwrap_or_default(),
-            }),
+            Ok((line, at)) if line.contains(": sealed") => {
+                // The match may be on a line still arriving: read it again once it is whole.
+                let whole = self
+                    .board
+                    .console()
+                    .whole_line_at(at, Duration::from_secs(2));
+                let line = if whole.len() > line.len() {
+                    whole
+                } else {
+                    line
+                };
+                Ok(BootOutcome::Sealed {
+                    reason: line
+                        .split_once(": sealed")
+                        .map(|(_, r)| r.trim_start_matches([':', ' ']).to_string())
+                        .unwrap_or_default(),
+                })
+            }
             Ok(_) | Err(board::BoardError::ConsoleClosed { .. }) => {
                 // Stopped on its way up: give it a moment to power itself off.
                 for _ in 0..100 {
