@@ -29,6 +29,14 @@ pub(crate) fn is_luks(partition: &Path) -> Result<bool, String> {
 pub(crate) fn unlock(partition: &Path) -> Result<String, String> {
     // libcryptsetup's lock directory; the initramfs is a writable rootfs.
     let _ = std::fs::create_dir_all("/run/cryptsetup");
+    // A `keybound rotate` cut short (power cut) is finished first, offline, with the Zymkey
+    // alone; with no rotation under way this reads the header and writes nothing.
+    if with_zymkey(|zk| sealed_root::finish_rotation(partition, None, zk, None))
+        .map_err(|e| reason(&e))?
+        .is_some()
+    {
+        crate::console::say("keybound-init: finished an interrupted key rotation");
+    }
     let unsealed = unseal_with_retry(partition).map_err(|e| reason(&e))?;
     // Planted bug secret-on-boot: caught by scenario attacks/boot-partition-holds-no-unlock-secret.
     #[cfg(keybound_mutant = "secret-on-boot")]
