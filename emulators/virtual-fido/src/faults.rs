@@ -20,6 +20,10 @@ pub enum Fault {
     /// closed; usb-redir: the token is unplugged until `plug`), as if the token was pulled
     /// mid-transaction.
     Drop,
+    /// The next assertion is made for another relying party: its authenticator data carries the
+    /// rpId hash of `evil.example`, correctly signed (a token fooled by a phishing site, or a
+    /// hostile one). Not a transport fault: the authenticator applies it.
+    WrongRp,
 }
 
 /// The queue of armed faults.
@@ -34,6 +38,25 @@ impl Faults {
     /// Takes the next armed fault.
     pub fn take(&self) -> Option<Fault> {
         self.lock().pop_front()
+    }
+    /// Takes the next armed fault if it is `fault`.
+    pub fn take_if(&self, fault: Fault) -> bool {
+        let mut queue = self.lock();
+        if queue.front() == Some(&fault) {
+            queue.pop_front();
+            true
+        } else {
+            false
+        }
+    }
+    /// Takes the next armed fault unless it is `fault` (which stays armed).
+    pub fn take_unless(&self, fault: Fault) -> Option<Fault> {
+        let mut queue = self.lock();
+        if queue.front() == Some(&fault) {
+            None
+        } else {
+            queue.pop_front()
+        }
     }
     /// Disarms all faults.
     pub fn clear(&self) {

@@ -222,7 +222,14 @@ impl Token {
 impl Backend for Token {
     fn cbor(&self, request: &[u8], io: &dyn Interaction) -> Vec<u8> {
         self.requests.fetch_add(1, Ordering::SeqCst);
-        self.with_authenticator(|a| a.handle_cbor(request, &self.presence, io))
+        // Only an assertion (authenticatorGetAssertion, 0x02) takes a `wrong-rp` fault.
+        let wrong_rp = request.first() == Some(&0x02) && self.faults.take_if(Fault::WrongRp);
+        self.with_authenticator(|a| {
+            if wrong_rp {
+                a.lie_about_rp_once();
+            }
+            a.handle_cbor(request, &self.presence, io)
+        })
     }
 
     fn msg(&self, apdu: &[u8], _io: &dyn Interaction) -> Vec<u8> {
@@ -231,7 +238,8 @@ impl Backend for Token {
     }
 
     fn next_fault(&self) -> Option<Fault> {
-        self.faults.take()
+        // Transport faults only: a `wrong-rp` waits for the next assertion.
+        self.faults.take_unless(Fault::WrongRp)
     }
 
     fn wink(&self) {

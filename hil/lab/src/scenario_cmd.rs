@@ -190,6 +190,11 @@ impl Observer for Bars {
     }
 
     fn scenario_finished(&self, result: &ScenarioResult) {
+        if result.verdict == Verdict::Pass {
+            // A passing scenario's cards (hundreds of MiB once provisioned) are not needed:
+            // transcripts and reports stay; failing scenarios keep everything for bundles.
+            remove_cards(&result.work_dir);
+        }
         if let Some((bar, _)) = self
             .running
             .lock()
@@ -210,6 +215,21 @@ impl Observer for Bars {
             self.total.println(line);
         } else {
             eprintln!("{line}");
+        }
+    }
+}
+
+/// Removes the card images (`*.qcow2`, `*.raw`) under `dir`, keeping every other file.
+fn remove_cards(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            remove_cards(&path);
+        } else if path.extension().is_some_and(|e| e == "qcow2" || e == "raw") {
+            let _ = std::fs::remove_file(&path);
         }
     }
 }

@@ -86,6 +86,7 @@ pub fn action(action: &Action) -> String {
                 crate::TokenFault::Oversize => "oversize",
                 crate::TokenFault::Stall => "never send",
                 crate::TokenFault::Drop => "be pulled half-way through",
+                crate::TokenFault::WrongRp => "sign for another relying party in",
                 crate::TokenFault::Clear => return format!("clear token {token}'s faults"),
             };
             let replies = if *count == 1 {

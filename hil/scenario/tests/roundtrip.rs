@@ -103,6 +103,7 @@ fn action() -> impl Strategy<Value = Action> {
                 TokenFault::Oversize,
                 TokenFault::Stall,
                 TokenFault::Drop,
+                TokenFault::WrongRp,
                 TokenFault::Clear,
             ]),
             1u32..5

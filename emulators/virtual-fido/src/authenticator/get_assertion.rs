@@ -164,8 +164,13 @@ impl Authenticator {
             }
             extensions.push(("hmac-secret", Value::Bytes(hmac.shared.encrypt(&outputs))));
         }
+        let rp_id_hash = if std::mem::take(&mut self.wrong_rp) {
+            rp_id_hash(WRONG_RP)
+        } else {
+            cred.rp_id_hash
+        };
         let auth_data = AuthenticatorData {
-            rp_id_hash: cred.rp_id_hash,
+            rp_id_hash,
             up: pending.up,
             uv: pending.uv,
             sign_count,
@@ -185,6 +190,9 @@ impl Authenticator {
         Ok(response)
     }
 }
+
+/// The relying party a `wrong-rp` fault claims.
+const WRONG_RP: &str = "evil.example";
 
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     let mut mac =

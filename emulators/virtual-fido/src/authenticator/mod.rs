@@ -96,9 +96,16 @@ pub struct Authenticator {
     pin_token: PinToken,
     consecutive_pin_failures: u8,
     pending: Option<PendingAssertions>,
+    /// The next assertion claims another relying party (fault `wrong-rp`).
+    wrong_rp: bool,
 }
 
 impl Authenticator {
+    /// Makes the next assertion claim the relying party `evil.example` (fault `wrong-rp`).
+    pub fn lie_about_rp_once(&mut self) {
+        self.wrong_rp = true;
+    }
+
     /// Loads the state from `store` (a fresh token when it has none, saved at once).
     pub fn open(store: Box<dyn Store>, attestation: AttestationMode) -> Result<Self, StateError> {
         let state = match store.load()? {
@@ -126,6 +133,7 @@ impl Authenticator {
             pin_token: PinToken::fresh(),
             consecutive_pin_failures: 0,
             pending: None,
+            wrong_rp: false,
         }
     }
 

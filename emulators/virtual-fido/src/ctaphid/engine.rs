@@ -130,7 +130,8 @@ fn run_job(shared: &Shared, backend: &dyn Backend, job: Job) {
         return;
     }
     match backend.next_fault() {
-        None => shared.send(job.cid, job.cmd, &response),
+        // Applied by the authenticator, not the transport.
+        None | Some(Fault::WrongRp) => shared.send(job.cid, job.cmd, &response),
         Some(Fault::Stall) => tracing::info!(cid = job.cid, "fault: stalled, no response"),
         Some(Fault::Corrupt) => {
             let mut response = response;

@@ -312,6 +312,8 @@ pub enum TokenFault {
     Stall,
     /// The token is pulled half-way through the reply.
     Drop,
+    /// The next assertion is signed for another relying party (`evil.example`).
+    WrongRp,
     /// Every armed misbehaviour removed.
     Clear,
 }
@@ -324,6 +326,7 @@ impl TokenFault {
             TokenFault::Oversize => "oversize",
             TokenFault::Stall => "stall",
             TokenFault::Drop => "drop",
+            TokenFault::WrongRp => "wrong-rp",
             TokenFault::Clear => "clear",
         }
     }
