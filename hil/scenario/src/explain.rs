@@ -138,7 +138,7 @@ pub fn expectation(e: &Expectation) -> String {
         Expectation::Sealed { reason: Some(r) } => format!("it stays sealed, saying {r:?}"),
         Expectation::PoweredOff => "the board is off".into(),
         Expectation::LoginGranted => "the login is granted".into(),
-        Expectation::LoginDenied => "the login is denied".into(),
+        Expectation::LoginDenied => "the login is denied (before the client gives up)".into(),
         Expectation::PromptsSeen(p) => format!(
             "the client is asked {}",
             p.iter()

@@ -29,6 +29,8 @@ struct Script {
     panic_on_ssh: bool,
     no_zymkey: bool,
     no_usb: bool,
+    /// The board never answers a login: the client gives up.
+    ssh_hangs: bool,
 }
 
 struct FakeTarget {
@@ -206,7 +208,7 @@ impl ScenarioBoard for FakeBoard {
         if self.script.panic_on_ssh {
             panic!("fake ssh exploded");
         }
-        let granted = answers == ["right"];
+        let granted = answers == ["right"] && !self.script.ssh_hangs;
         if granted {
             // The password is right: the login stack asks the plugged tokens.
             for requests in self.plugged.values() {
@@ -226,7 +228,7 @@ impl ScenarioBoard for FakeBoard {
             } else {
                 String::new()
             },
-            timed_out: false,
+            timed_out: self.script.ssh_hangs,
         })
     }
     fn maintenance_exec(&mut self, command: &str, _: Duration) -> Result<String, StepError> {
@@ -698,5 +700,25 @@ fn token_not_asked_sees_the_requests_a_step_makes_and_enrolment_happens_on_first
             .filter(|l| l.starts_with("enrol "))
             .collect::<Vec<_>>(),
         ["enrol key for tech on a"]
+    );
+}
+
+#[test]
+fn a_login_the_board_never_answers_is_not_a_denial() {
+    let steps = format!(
+        "{BOOT_A}[[steps]]\ndo = \"ssh-login\"\nboard = \"a\"\nuser = \"tech\"\nanswers = [\"wrong\"]\nexpect = \"login-denied\"\n"
+    );
+    let (r, _) = run(Script::default(), &steps);
+    assert_eq!(verdicts(&r), ["pass", "pass"]);
+    let hangs = Script {
+        ssh_hangs: true,
+        ..Script::default()
+    };
+    let (r, _) = run(hangs, &steps);
+    assert_eq!(verdicts(&r), ["pass", "FAIL"]);
+    assert!(
+        r.failure_message().unwrap().contains("gave up"),
+        "{:?}",
+        r.failure_message()
     );
 }

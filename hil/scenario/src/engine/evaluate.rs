@@ -90,8 +90,12 @@ fn check(
             }
         }
         Expectation::LoginDenied => {
-            if need(&facts.login, "login")?.granted {
+            let login = need(&facts.login, "login")?;
+            if login.granted {
                 fail("login granted")
+            } else if login.timed_out {
+                // The row asks for a denial within the time limit: a hang is not a denial.
+                fail("the client gave up waiting: the board never answered (a hang, not a denial)")
             } else {
                 Ok(())
             }
