@@ -44,6 +44,10 @@ pub(crate) struct QemuTarget {
     /// The vendor's secure-boot key for this run (made on first use by a signed-boot board).
     boot_key: OnceLock<Arc<BootKey>>,
     cache: ProvisionedCache,
+    /// What provisioning needs (read once per run, shared by every board).
+    provision: OnceLock<Option<Arc<ProvisionInputs>>>,
+    /// Where harness files come from (shared by every board).
+    harness: Arc<HarnessFiles>,
     /// The first token declared enrolled in each scenario starts as the image's enrolled token.
     preenrolled_taken: std::sync::Mutex<std::collections::BTreeSet<PathBuf>>,
 }
@@ -51,7 +55,7 @@ pub(crate) struct QemuTarget {
 impl QemuTarget {
     pub(crate) fn new(image: BuiltImage, repo: &Path) -> Self {
         Self {
-            image,
+            image: image.clone(),
             repo: repo.to_path_buf(),
             maintenance_key: guest_image::maintenance_key(repo),
             zymkey_emu: qemu_runner::host_tool("zymkey-emu").ok(),
@@ -59,6 +63,11 @@ impl QemuTarget {
             boot_key: OnceLock::new(),
             cache: ProvisionedCache::new(guest_image::default_cache(repo).join("provisioned")),
             preenrolled_taken: Default::default(),
+            provision: OnceLock::new(),
+            harness: Arc::new(HarnessFiles {
+                repo: repo.to_path_buf(),
+                image,
+            }),
         }
     }
 
@@ -219,14 +228,14 @@ impl Target for QemuTarget {
             binding: spec.zymkey.as_ref().map(|z| z.binding),
             perimeter: spec.zymkey.as_ref().and_then(|z| z.perimeter.clone()),
             profile: spec.profile,
-            provision: self.provision_inputs().ok(),
+            provision: self
+                .provision
+                .get_or_init(|| self.provision_inputs().ok().map(Arc::new))
+                .clone(),
             provisioned_secrets: Vec::new(),
             plugged_hidraw: 0,
             detached: false,
-            harness: Arc::new(HarnessFiles {
-                repo: self.repo.clone(),
-                image: self.image.clone(),
-            }),
+            harness: Arc::clone(&self.harness),
             boot_key: spec
                 .signed_boot
                 .then(|| self.boot_key().cloned())
@@ -265,7 +274,7 @@ struct QemuScenarioBoard {
     /// The perimeter policy provisioning arms.
     perimeter: Option<String>,
     profile: BoardProfile,
-    provision: Option<ProvisionInputs>,
+    provision: Option<Arc<ProvisionInputs>>,
     /// What the harness learnt when it provisioned this board's card (searched for by scans).
     provisioned_secrets: Vec<Secret>,
     /// How many tokens are plugged (the guest's hidraw nodes to wait for).
