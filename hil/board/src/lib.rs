@@ -3,6 +3,7 @@
 
 mod console;
 mod error;
+pub mod milestones;
 pub mod ssh;
 
 pub use console::{Console, ConsoleLine, Mark};
