@@ -46,6 +46,24 @@ pub struct LoginOutcome {
     pub timed_out: bool,
 }
 
+impl LoginOutcome {
+    /// What a person at a terminal would have seen besides the prompts: the client's messages,
+    /// then the non-debug lines of the `-E` log (with `-E` ssh writes its own messages, such as
+    /// "Permission denied …", there rather than on stderr).
+    pub fn seen_messages(&self) -> String {
+        let mut messages = self.messages.trim_end().to_string();
+        for line in self.verbose.lines() {
+            if !line.starts_with("debug") && !line.starts_with("OpenSSH_") && !line.is_empty() {
+                if !messages.is_empty() {
+                    messages.push('\n');
+                }
+                messages.push_str(line);
+            }
+        }
+        messages
+    }
+}
+
 /// A keyboard-interactive login to run.
 #[derive(Debug, Clone)]
 pub struct Login<'a> {
@@ -259,5 +277,28 @@ pub fn exec_with_key(
             "maintenance command {command:?} exited {code:?}: {}",
             stderr.trim()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_messages_keep_the_clients_words_and_drop_the_debug_log() {
+        let outcome = LoginOutcome {
+            granted: false,
+            exit_code: Some(255),
+            prompts: vec!["Password: ".into()],
+            messages: "banner\n".into(),
+            stdout: String::new(),
+            verbose: "OpenSSH_9.2p1\ndebug1: x\ntech@127.0.0.1: Permission denied (keyboard-interactive).\n"
+                .into(),
+            timed_out: false,
+        };
+        assert_eq!(
+            outcome.seen_messages(),
+            "banner\ntech@127.0.0.1: Permission denied (keyboard-interactive)."
+        );
     }
 }
