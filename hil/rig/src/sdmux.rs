@@ -78,7 +78,7 @@ impl SdMux {
     }
 
     /// The card, while the controller has it.
-    pub fn card(&self) -> Result<MuxedCard<'_>, RigError> {
+    pub fn card(&self) -> Result<MuxedCard, RigError> {
         if self.side != MuxSide::Host {
             return Err(RigError::State {
                 board: self.device.display().to_string(),
@@ -86,35 +86,36 @@ impl SdMux {
             });
         }
         Ok(MuxedCard {
-            device: &self.device,
+            device: self.device.clone(),
         })
     }
 }
 
 /// The card on the controller's side of the mux: boot-partition files as a card reader sees
-/// them.
-#[derive(Debug, Clone, Copy)]
-pub struct MuxedCard<'a> {
-    device: &'a Path,
+/// them. Only valid while the mux is on the host side ([`crate::RigBoard::with_card`] hands it
+/// out for that long).
+#[derive(Debug, Clone)]
+pub struct MuxedCard {
+    device: PathBuf,
 }
 
-impl MuxedCard<'_> {
+impl MuxedCard {
     /// The block device.
     pub fn device(&self) -> &Path {
-        self.device
+        &self.device
     }
 
     fn open(&self, write: bool) -> Result<File, RigError> {
         OpenOptions::new()
             .read(true)
             .write(write)
-            .open(self.device)
-            .map_err(RigError::io("opening the card", self.device))
+            .open(&self.device)
+            .map_err(RigError::io("opening the card", &self.device))
     }
 
     fn card_err(&self) -> impl FnOnce(card::CardError) -> RigError + '_ {
         move |source| RigError::Card {
-            device: self.device.to_path_buf(),
+            device: self.device.clone(),
             source,
         }
     }
@@ -122,7 +123,7 @@ impl MuxedCard<'_> {
     /// The card's partition table.
     pub fn layout(&self) -> Result<CardLayout, RigError> {
         let mut file = self.open(false)?;
-        CardLayout::read_mbr(&mut file, self.device).map_err(self.card_err())
+        CardLayout::read_mbr(&mut file, &self.device).map_err(self.card_err())
     }
 
     fn boot_volume(&self, write: bool) -> Result<(File, fscommon::StreamSlice<File>), RigError> {
@@ -130,7 +131,7 @@ impl MuxedCard<'_> {
         let file = self.open(write)?;
         let handle = file
             .try_clone()
-            .map_err(RigError::io("opening the card", self.device))?;
+            .map_err(RigError::io("opening the card", &self.device))?;
         let slice = fscommon::StreamSlice::new(
             file,
             layout.boot.offset,
@@ -138,7 +139,7 @@ impl MuxedCard<'_> {
         )
         .map_err(RigError::io(
             "seeking to the boot partition of",
-            self.device,
+            &self.device,
         ))?;
         Ok((handle, slice))
     }
@@ -161,6 +162,6 @@ impl MuxedCard<'_> {
         boot_fs::write(&mut volume, name, bytes).map_err(self.card_err())?;
         handle
             .sync_all()
-            .map_err(RigError::io("flushing the card", self.device))
+            .map_err(RigError::io("flushing the card", &self.device))
     }
 }

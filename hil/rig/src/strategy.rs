@@ -288,7 +288,7 @@ impl RigBoard {
     /// on is cut first.
     pub fn with_card<T>(
         &mut self,
-        f: impl FnOnce(MuxedCard<'_>) -> Result<T, RigError>,
+        f: impl FnOnce(MuxedCard) -> Result<T, RigError>,
     ) -> Result<T, RigError> {
         if self.mux.is_none() {
             return Err(RigError::Missing {
@@ -342,33 +342,63 @@ impl RigBoard {
         })
     }
 
-    /// Runs `command` as root over the test-only maintenance sshd.
-    pub fn maintenance_exec(&self, command: &str, timeout: Duration) -> Result<String, RigError> {
-        let m = self
-            .resources
-            .maintenance
-            .as_ref()
-            .ok_or_else(|| RigError::Missing {
-                board: self.name.clone(),
-                what: "maintenance channel".into(),
-            })?;
+    /// The test-only maintenance channel, if the rig file names one.
+    pub fn maintenance(&self) -> Option<Maintenance> {
+        let m = self.resources.maintenance.as_ref()?;
         let host_key = m
             .host_key
             .clone()
             .or_else(|| self.resources.sshd.as_ref().map(|s| s.host_key.clone()))
             .unwrap_or_default();
-        let endpoint = SshEndpoint {
-            host: m.address.host.clone(),
-            port: m.address.port,
-            host_key,
-        };
-        let key = self.rig_dir.join(&m.key);
+        Some(Maintenance {
+            endpoint: SshEndpoint {
+                host: m.address.host.clone(),
+                port: m.address.port,
+                host_key,
+            },
+            key: self.rig_dir.join(&m.key),
+            workdir: self.work_dir.join("maintenance"),
+        })
+    }
+
+    /// Runs `command` as root over the test-only maintenance sshd.
+    pub fn maintenance_exec(&self, command: &str, timeout: Duration) -> Result<String, RigError> {
+        self.maintenance()
+            .ok_or_else(|| RigError::Missing {
+                board: self.name.clone(),
+                what: "maintenance channel".into(),
+            })?
+            .exec(command, timeout)
+    }
+
+    /// [`RigBoard::power_off`] with the halt asked for over the maintenance channel (`poweroff`);
+    /// without one nothing is asked, and the power is cut after the wait.
+    pub fn power_off_clean(&mut self) -> Result<(), RigError> {
+        let maintenance = self.maintenance();
+        self.power_off(&mut || match &maintenance {
+            Some(m) => m.exec("poweroff", Duration::from_secs(20)).map(|_| ()),
+            None => Ok(()),
+        })
+    }
+}
+
+/// The test-only maintenance sshd of a board: where it is, the key, the session directory.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    endpoint: SshEndpoint,
+    key: PathBuf,
+    workdir: PathBuf,
+}
+
+impl Maintenance {
+    /// Runs `command` as root; its stdout.
+    pub fn exec(&self, command: &str, timeout: Duration) -> Result<String, RigError> {
         Ok(board::ssh::exec_with_key(
-            &endpoint,
-            &key,
+            &self.endpoint,
+            &self.key,
             command,
             timeout,
-            &self.work_dir.join("maintenance"),
+            &self.workdir,
         )?)
     }
 }
