@@ -20,9 +20,12 @@ use crate::rig_target::RigTarget;
 pub(crate) struct RunArgs {
     /// Scenario files or directories (default: the repository's scenarios/).
     paths: Vec<PathBuf>,
-    /// Where to run: `qemu` or `rig:NAME`.
+    /// Where to run: `qemu` or `rig:NAME` (a real Pi rig described by `rigs/NAME.toml`).
     #[arg(long, default_value = "qemu")]
     target: String,
+    /// The rig file for `--target rig:NAME` (default: `rigs/NAME.toml` in the repository).
+    #[arg(long, value_name = "PATH")]
+    rig_file: Option<PathBuf>,
     /// Only scenarios whose name contains this text or that carry this tag.
     #[arg(long)]
     filter: Option<String>,
@@ -237,6 +240,7 @@ fn remove_cards(dir: &Path) {
 fn make_target(
     repo: &Path,
     spec: &str,
+    rig_file: Option<&Path>,
     no_build: bool,
 ) -> anyhow::Result<(Arc<dyn Target>, Option<guest_image::ImageManifest>)> {
     match spec.split_once(':') {
@@ -259,7 +263,9 @@ fn make_target(
             let manifest = image.manifest.clone();
             Ok((Arc::new(QemuTarget::new(image, repo)), Some(manifest)))
         }
-        Some(("rig", name)) if !name.is_empty() => Ok((Arc::new(RigTarget::new(name)), None)),
+        Some(("rig", name)) if !name.is_empty() => {
+            Ok((Arc::new(RigTarget::new(repo, name, rig_file)?), None))
+        }
         _ => anyhow::bail!("unknown target {spec:?}: use qemu or rig:NAME"),
     }
 }
@@ -291,9 +297,15 @@ pub(crate) fn run(repo: &Path, args: RunArgs) -> anyhow::Result<bool> {
         scenarios.retain(|s| matches(s, f));
     }
     anyhow::ensure!(!scenarios.is_empty(), "no scenario to run");
-    let (target, image) = make_target(repo, &args.target, args.no_build)?;
+    anyhow::ensure!(
+        args.rig_file.is_none() || args.target.starts_with("rig:"),
+        "--rig-file is for --target rig:NAME"
+    );
+    let (target, image) = make_target(repo, &args.target, args.rig_file.as_deref(), args.no_build)?;
+    // A rig's boards are physical: one scenario at a time.
+    let jobs = if target.is_emulated() { args.jobs } else { 1 };
     let options = RunOptions {
-        jobs: args.jobs,
+        jobs,
         junit: args.junit,
         report: args.report,
         save_bundle: args.save_bundle,
