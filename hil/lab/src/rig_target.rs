@@ -1,8 +1,10 @@
 //! `--target rig:NAME`: real Raspberry Pi rigs through `hil/rig`. Boards come from the rig file
 //! (`rigs/NAME.toml`, or `--rig-file`); what a rig cannot do — move, fault or sniff a real
-//! Zymkey, clone or fault a real key, move or image cards between boards, provision, sign boot
-//! images — is refused by [`RigTarget::support`] with the precise reason before anything powers
-//! on, so the scenario is skipped, never passed silently.
+//! Zymkey, clone or fault a real key, move or image cards between boards, sign boot images, scan
+//! cards for secrets it cannot know — is refused by [`RigTarget::support`] with the precise reason
+//! before anything powers on, so the scenario is skipped, never passed silently. Provisioning
+//! runs the QEMU target's flow (boot, `keybound provision` over the maintenance channel, reboot,
+//! `provisioning: done`) without its cache.
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +35,22 @@ pub(crate) struct RigTarget {
     taken: Mutex<BTreeMap<PathBuf, Taken>>,
     /// Rig boards held by a live scenario board (one scenario at a time per board).
     in_use: Arc<Mutex<BTreeSet<String>>>,
+    /// The vendor's age recipient for provisioning, or why there is none.
+    recipient: Result<String, String>,
+}
+
+/// The harness's TEST-ONLY vendor recovery identity (as on the QEMU target): rig boards running
+/// the test image are provisioned for its recipient unless the rig file names another.
+const VENDOR_IDENTITY: &str = "fixtures/test-keys/vendor-recovery.agekey";
+
+/// The recipient (`# public key: age1…` line) of an age identity file.
+fn identity_recipient(path: &Path) -> Result<String, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .map(|r| r.trim().to_string())
+        .ok_or_else(|| format!("{} names no public key", path.display()))
 }
 
 /// What one scenario run took of the rig.
@@ -118,9 +136,6 @@ fn unsupported_kind(action: &Action) -> Option<String> {
         ))
     };
     match action {
-        Action::Provision { .. } => Some(
-            "provision: not implemented for rigs yet (needs the vendor's recipient in the rig file and the two-boot flow over the maintenance channel); the provisioned-card cache is QEMU-only".into(),
-        ),
         Action::MoveCard { .. }
         | Action::CopyCard { .. }
         | Action::RemoveCard { .. }
@@ -191,7 +206,11 @@ impl RigTarget {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        Ok(Self::with_gpio(name, rig, &rig_dir, gpio))
+        let mut target = Self::with_gpio(name, rig, &rig_dir, gpio);
+        if target.rig.vendor_recipient.is_none() {
+            target.recipient = identity_recipient(&repo.join(VENDOR_IDENTITY));
+        }
+        Ok(target)
     }
 
     /// A rig from a parsed file, with its GPIO driver given (tests hand in a fake that plays the
@@ -199,9 +218,12 @@ impl RigTarget {
     pub(crate) fn with_gpio(name: &str, rig: RigFile, rig_dir: &Path, gpio: SharedGpio) -> Self {
         Self {
             name: name.to_string(),
-            rig,
             rig_dir: rig_dir.to_path_buf(),
             gpio,
+            recipient: rig.vendor_recipient.clone().ok_or_else(|| {
+                "the rig file names no vendor-recipient and no TEST-ONLY identity was read".into()
+            }),
+            rig,
             taken: Mutex::new(BTreeMap::new()),
             in_use: Arc::new(Mutex::new(BTreeSet::new())),
         }
@@ -315,6 +337,10 @@ impl RigTarget {
             Action::PowerOff { .. } if res.power.is_none() => lacks("power relay"),
             Action::PowerOff { .. } if res.maintenance.is_none() => {
                 lacks("maintenance channel (a clean power-off asks the board to halt over it)")
+            }
+            Action::Provision { .. } if res.power.is_none() => lacks("power relay"),
+            Action::Provision { .. } if res.maintenance.is_none() => {
+                lacks("maintenance channel (provisioning runs `keybound provision` over it)")
             }
             Action::EditBootFile { .. } if res.sd_mux.is_none() => lacks("SD mux"),
             Action::SshLogin { .. } if res.sshd.is_none() => lacks("sshd"),
@@ -452,10 +478,26 @@ impl Target for RigTarget {
                 "the scenario gives {name} no Zymkey; rig board {rig_board} has one seated (the harness cannot take it off)"
             ));
         }
+        let profile = match spec.profile {
+            BoardProfile::Pi4 => "pi4",
+            BoardProfile::Pi5 => "pi5",
+        };
+        let recipient = match &spec.zymkey {
+            Some(_) => self.recipient.clone(),
+            None => Err("the scenario gives it no Zymkey to seal the root with".into()),
+        };
+        let provision = recipient.map(|recipient| {
+            let mut args = format!("--recipient {recipient} --profile {profile}");
+            if let Some(perimeter) = spec.zymkey.as_ref().and_then(|z| z.perimeter.as_ref()) {
+                args.push_str(&format!(" --perimeter {perimeter}"));
+            }
+            args
+        });
         Ok(Box::new(RigScenarioBoard {
             name: name.to_string(),
             board,
             plugged: BTreeMap::new(),
+            provision,
             _hold: hold,
         }))
     }
@@ -601,6 +643,8 @@ struct RigScenarioBoard {
     board: RigBoard,
     /// Plugged scenario tokens and their ports.
     plugged: BTreeMap<String, String>,
+    /// `keybound provision`'s arguments for this board, or why it cannot be provisioned.
+    provision: Result<String, String>,
     _hold: Hold,
 }
 
@@ -775,8 +819,56 @@ impl ScenarioBoard for RigScenarioBoard {
         self.unsupported("a real Zymkey cannot be moved by the harness")
     }
 
-    fn provision(&mut self, _timeout: Duration) -> Result<(), StepError> {
-        self.unsupported("provisioning is not implemented for rigs yet")
+    /// As an ISV engineer provisions a fresh board, and as the QEMU target does without its
+    /// cache: boot, `keybound provision` over the maintenance channel (the plan goes to the boot
+    /// partition), reboot so keybound-init encrypts root in place and seals the key with the
+    /// board's real Zymkey, see `provisioning: done`, power off.
+    fn provision(&mut self, timeout: Duration) -> Result<(), StepError> {
+        let args = self
+            .provision
+            .clone()
+            .map_err(|why| StepError::Failed(format!("{}: cannot provision: {why}", self.name)))?;
+        let deadline = Instant::now() + timeout;
+        let left = move || deadline.saturating_duration_since(Instant::now());
+        let up = |b: &mut Self, what: &str| -> Result<Mark, StepError> {
+            let mark = b.board.console().mark();
+            b.power_on()?;
+            match b.wait_boot(mark, left())? {
+                BootOutcome::Up => Ok(mark),
+                other => Err(StepError::Failed(format!(
+                    "{}: {what}: the board did not come up ({other:?}); last console lines:\n{}",
+                    b.name,
+                    b.board.console().tail(15)
+                ))),
+            }
+        };
+        up(self, "booting to provision")?;
+        let out = self
+            .board
+            .maintenance_exec(
+                &format!("keybound provision {args} 2>&1; echo exit=$?; sync"),
+                left(),
+            )
+            .map_err(rig_err)?;
+        if !out.trim_end().ends_with("exit=0") {
+            return Err(StepError::Failed(format!(
+                "{}: `keybound provision` failed: {}",
+                self.name,
+                out.trim()
+            )));
+        }
+        self.power_off()?;
+        let mark = up(self, "encrypting root in place")?;
+        self.board
+            .console()
+            .expect_guest_after(mark, "keybound-init: provisioning: done", Duration::ZERO)
+            .map_err(|_| {
+                StepError::Failed(format!(
+                    "{}: came up without keybound-init saying `provisioning: done`",
+                    self.name
+                ))
+            })?;
+        self.power_off()
     }
 
     fn plug_token(&mut self, name: &str, token: &dyn ScenarioToken) -> Result<(), StepError> {
@@ -954,7 +1046,6 @@ enrolled = true
         assert!(result.boards.is_empty());
         // Every other rig-impossible step says why too.
         assert!(step_reason(&result, "move-card").contains("SD mux"));
-        assert!(step_reason(&result, "provision").contains("not implemented for rigs"));
     }
 
     #[test]

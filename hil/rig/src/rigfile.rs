@@ -25,6 +25,10 @@ pub struct RigFile {
     /// needs the `rppal` cargo feature) or `fake` (nothing is driven: dry runs and tests).
     #[serde(default)]
     pub gpio: GpioBackend,
+    /// The vendor's age recipient (`age1…`) that `provision` encrypts recovery secrets to
+    /// (default: the repository's TEST-ONLY vendor identity, as on the QEMU target).
+    #[serde(default)]
+    pub vendor_recipient: Option<String>,
     /// The boards, by name (scenario boards are matched to them by name, then in name order).
     pub boards: BTreeMap<String, BoardResources>,
 }
