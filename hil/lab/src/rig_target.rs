@@ -802,6 +802,9 @@ impl ScenarioBoard for RigScenarioBoard {
     }
 
     fn maintenance_exec(&mut self, command: &str, timeout: Duration) -> Result<String, StepError> {
+        if !self.board.is_powered() {
+            return Err(StepError::Failed(format!("{} is not powered", self.name)));
+        }
         self.board
             .maintenance_exec(command, timeout)
             .map_err(rig_err)
@@ -970,8 +973,8 @@ model = "pi4"
 power = {{ relay = {{ chip = "gpiochip0", line = {RELAY}, active = "low" }}, off-time = "10ms" }}
 console = {{ device = "{}" }}
 sd-mux = {{ device = "{}", switch = {{ command = ["sh", "-c", "echo {{}} >> {}"] }}, settle = "1s" }}
-sshd = {{ address = "192.0.2.7:22", host-key = "ssh-ed25519 AAAA" }}
-maintenance = {{ address = "192.0.2.7:2222", key = "harness_ed25519" }}
+sshd = {{ address = "127.0.0.1:1", host-key = "ssh-ed25519 AAAA" }}
+maintenance = {{ address = "127.0.0.1:2", key = "harness_ed25519" }}
 zymkey = {{ binding = "developer" }}
 
 [boards.pi.token-ports.key]
