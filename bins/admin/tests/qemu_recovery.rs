@@ -163,10 +163,12 @@ fn vendor_recovery_secret(board: &QemuBoard, dir: &Path, identity: &Path) -> Str
     secret
 }
 
-/// The root partition of the board's card, as an image file.
-fn root_image(board: &QemuBoard, path: &Path) {
+/// The LUKS2 header of the board's card root, as an image file (all the recovery, reseal and
+/// key checks need: the data area stays on the card).
+fn root_header_image(board: &QemuBoard, path: &Path) {
     let card = board.card().unwrap();
-    card.read_range(card.layout().unwrap().root, path).unwrap();
+    card.read_range(card.layout().unwrap().root.luks2_header(), path)
+        .unwrap();
 }
 
 /// `cryptsetup open --test-passphrase` with `key` (any keyslot).
@@ -354,7 +356,7 @@ fn qemu_recovery_reseal_to_a_new_module_then_rotate_and_no_secret_in_any_log() {
     // (the bench's service OS runs on the board, so it reaches the board's new module; here
     // the host's keybound reaches it through the module's socket).
     let root = dir.path().join("bench-root.img");
-    root_image(&board, &root);
+    root_header_image(&board, &root);
     let old_volume_key = dump_volume_key(&root, dir.path(), &old_secret);
     assert!(volume_key_opens(&root, dir.path(), &old_volume_key));
     let lib_dir = zymkey_testkit::library_path()
@@ -386,7 +388,7 @@ fn qemu_recovery_reseal_to_a_new_module_then_rotate_and_no_secret_in_any_log() {
     );
     std::fs::write(dir.path().join("bench.log"), &bench_log).unwrap();
     let card = board.card().unwrap();
-    card.write_range(card.layout().unwrap().root, &root)
+    card.write_range(card.layout().unwrap().root.luks2_header(), &root)
         .unwrap();
     std::fs::remove_file(&root).unwrap();
 
@@ -457,7 +459,7 @@ fn qemu_recovery_reseal_to_a_new_module_then_rotate_and_no_secret_in_any_log() {
     let new_secret = vendor_recovery_secret(&board, dir.path(), &identity);
     assert_ne!(new_secret, old_secret);
     let root = dir.path().join("after-root.img");
-    root_image(&board, &root);
+    root_header_image(&board, &root);
     assert!(
         !passphrase_opens(&root, old_secret.as_bytes()),
         "the old recovery secret still opens the card"

@@ -326,8 +326,7 @@ fn qemu_swapped_initramfs_exfiltrates_the_sealed_key_to_the_boot_partition() {
     assert_eq!(key.len(), 32, "the sealed secret is 32 bytes");
     let layout = card.layout().unwrap();
     let header = dir.path().join("root-header.img");
-    let mut range = layout.root;
-    range.size = range.size.min(32 << 20);
+    let range = layout.root.luks2_header();
     card.read_range(range, &header).unwrap();
     assert!(
         opens(&header, &key, dir.path()),

@@ -21,6 +21,21 @@ pub struct PartitionRange {
     pub size: u64,
 }
 
+/// How much of a LUKS2 partition holds its header (both metadata copies and the keyslot area):
+/// cryptsetup's default is 16 MiB, keybound's in-place encryption reserves 32 MiB.
+pub const LUKS2_HEADER_ROOM: u64 = 32 << 20;
+
+impl PartitionRange {
+    /// The start of the partition that holds a LUKS2 header: enough for `cryptsetup luksDump`,
+    /// `--test-passphrase` and token reads, without copying the data area.
+    pub fn luks2_header(self) -> PartitionRange {
+        PartitionRange {
+            offset: self.offset,
+            size: self.size.min(LUKS2_HEADER_ROOM),
+        }
+    }
+}
+
 /// The card's layout: disk signature (the PARTUUID prefix), boot and root partitions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardLayout {

@@ -8,5 +8,5 @@ mod layout;
 mod overlay;
 
 pub use error::CardError;
-pub use layout::{CardLayout, PartitionRange, SECTOR};
+pub use layout::{CardLayout, LUKS2_HEADER_ROOM, PartitionRange, SECTOR};
 pub use overlay::Card;

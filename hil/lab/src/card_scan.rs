@@ -135,8 +135,7 @@ pub(crate) fn exfiltration_proof(card: &Card, loot: &[Loot]) -> Result<Option<St
     // The LUKS2 header (metadata and keyslots) is in the first 16 MiB of the partition; the test
     // needs no data area.
     let root = dir.path().join("root-header.img");
-    let mut range = layout.root;
-    range.size = range.size.min(32 << 20);
+    let range = layout.root.luks2_header();
     card.read_range(range, &root)
         .map_err(|e| failed("reading the root partition", &e))?;
     let is_luks = Command::new("cryptsetup")

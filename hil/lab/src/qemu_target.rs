@@ -493,8 +493,11 @@ impl QemuScenarioBoard {
             .tempdir()
             .map_err(|e| e.to_string())?;
         let header = dir.path().join("root-header.img");
-        let mut range = card.layout().map_err(|e| e.to_string())?.root;
-        range.size = range.size.min(32 << 20);
+        let range = card
+            .layout()
+            .map_err(|e| e.to_string())?
+            .root
+            .luks2_header();
         card.read_range(range, &header).map_err(|e| e.to_string())?;
         let vendor = qemu_runner::host_tool("keybound-vendor").map_err(|e| e.to_string())?;
         let out = std::process::Command::new(vendor)

@@ -1033,6 +1033,41 @@ enrolled = true
     }
 
     #[test]
+    fn boards_and_ports_are_matched_by_name_then_in_name_order() {
+        let text = r#"
+gpio = "fake"
+[boards.alpha]
+model = "pi4"
+power = "none"
+console = { device = "/dev/null" }
+zymkey = "none"
+[boards.alpha.token-ports.red]
+switch = { command = ["true", "{}"] }
+[boards.pi]
+model = "pi4"
+power = "none"
+console = { device = "/dev/null" }
+zymkey = "none"
+[boards.pi.token-ports.key]
+switch = { command = ["true", "{}"] }
+"#;
+        let rig = RigFile::parse(Path::new("rigs/t.toml"), text).unwrap();
+        let mut taken = BTreeSet::new();
+        for (want, got) in [("pi", "pi"), ("victim", "alpha")] {
+            let b = pick_board(&rig, want, &taken).unwrap();
+            assert_eq!(b, got, "{want}");
+            taken.insert(b);
+        }
+        assert_eq!(pick_board(&rig, "spare", &taken), None);
+        let mut ports = BTreeSet::new();
+        let key = pick_port(&rig, "key", &ports).unwrap();
+        assert_eq!(key, ("pi".to_string(), "key".to_string()));
+        ports.insert(key);
+        let other = pick_port(&rig, "copy", &ports).unwrap();
+        assert_eq!(other, ("alpha".to_string(), "red".to_string()));
+    }
+
+    #[test]
     fn a_scenario_moving_a_zymkey_is_skipped_with_the_reason_before_anything_powers_on() {
         let result = run(
             &unwired(),
