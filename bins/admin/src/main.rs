@@ -39,12 +39,12 @@ enum Command {
     ///
     /// Writes a plan (no secret: the vendor's public key, the board profile, the mode, the
     /// perimeter policy) to the boot partition. On the next boot, before root is mounted,
-    /// keybound-init checks the filesystem, shrinks it by 32 MiB, encrypts it in place with
-    /// LUKS2 (aborting before any write if there is no room; a power cut resumes on the
-    /// following boot), enrols this board's Zymkey and the vendor's recovery slot, arms the
-    /// perimeter policy, removes the plan and boots the sealed root. An already sealed root is
-    /// refused unless --re-enrol is given. --fresh (not available yet) would DESTROY ALL DATA
-    /// ON ROOT.
+    /// keybound-init checks the filesystem, shrinks it by 32 MiB, encrypts it in place with LUKS2
+    /// (with no room it refuses the plan before any write and boots on unsealed; a power cut
+    /// resumes on the following boot), enrols this board's Zymkey and the vendor's recovery slot,
+    /// arms the perimeter policy, removes the plan and boots the sealed root. An already sealed
+    /// root is refused unless --re-enrol is given. --fresh (not available yet) would DESTROY ALL
+    /// DATA ON ROOT.
     Provision(provision::Request),
     /// Re-seal the root to a replacement Zymkey with the vendor's recovery secret (stdin).
     ///

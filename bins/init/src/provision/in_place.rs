@@ -1,7 +1,7 @@
 //! In-place encryption of root that survives a power cut at any point.
 //!
-//! 1. `e2fsck`, a room check (abort before touching data), `resize2fs` shrink by the header
-//!    room — all idempotent, so a cut here simply starts over.
+//! 1. `e2fsck`, a room check (no room: the plan is refused before anything is written), `resize2fs`
+//!    shrink by the header room — all idempotent, so a cut here simply starts over.
 //! 2. A temporary passphrase (random, RAM only) is locked by the Zymkey and recorded with the
 //!    stage and the new header's UUID on the boot partition ([`State`]) before the first write
 //!    to root.
@@ -34,10 +34,41 @@ const SCRATCH: &str = "/run/keybound-provision";
 /// The temporary keyslot the encryption creates.
 const TEMP_KEYSLOT: u32 = 0;
 
-/// Starts provisioning an unencrypted root: prepares, records the state, encrypts, enrols.
-pub(super) fn start(root: &Path, plan: &Plan, boot: &Path) -> Result<(), String> {
+/// Proof that root's filesystem is clean and has room for the LUKS2 header: only
+/// [`check_room`] makes one, and [`start`] needs one.
+pub(super) struct RoomChecked(());
+
+/// Checked before anything is written: `e2fsck` (which may repair), then whether the filesystem
+/// fits in the partition less the header room. An error here means root is untouched: the
+/// caller refuses the plan rather than failing the boot.
+pub(super) fn check_room(root: &Path) -> Result<RoomChecked, String> {
+    let dev = root.to_string_lossy().into_owned();
+    tool("/sbin/e2fsck", &["-f", "-y", &dev], &[0, 1])?;
+    let size = partition_bytes(root)?;
+    let minimum = minimum_fs_bytes(root)?;
+    let target = size.saturating_sub(HEADER_ROOM);
+    if minimum > target {
+        return Err(format!(
+            "no room for the LUKS2 header on root (its filesystem needs {} MiB, {} MiB are left \
+             after the header's {} MiB); free space and plan again, data untouched",
+            minimum >> 20,
+            target >> 20,
+            HEADER_ROOM >> 20
+        ));
+    }
+    Ok(RoomChecked(()))
+}
+
+/// Starts provisioning an unencrypted root whose room was checked: shrinks, records the state,
+/// encrypts, enrols.
+pub(super) fn start(
+    root: &Path,
+    plan: &Plan,
+    boot: &Path,
+    checked: RoomChecked,
+) -> Result<(), String> {
     console::say("keybound-init: provisioning: encrypting root in place");
-    prepare(root)?;
+    shrink(root, checked)?;
     let pass = temporary_passphrase()?;
     let locked =
         unlock::with_zymkey(|zk| Ok(SecureElement::lock(zk, pass.as_bytes())?)).map_err(|e| {
@@ -78,7 +109,8 @@ pub(super) fn resume(root: &Path, plan: &Plan, state: State, boot: &Path) -> Res
     if !unlock::is_luks(root)? {
         // The header never reached the card: root is still the shrunk plain filesystem.
         console::say("keybound-init: provisioning: encrypting root in place");
-        prepare(root)?;
+        let checked = check_room(root).map_err(|e| format!("provisioning: {e}"))?;
+        shrink(root, checked)?;
         encrypt(root, plan, &state, &pass)?;
     } else {
         let header_uuid = header_uuid(root)?;
@@ -148,21 +180,10 @@ fn finish(
     state::remove(boot)
 }
 
-/// Checked before anything is written: a damaged filesystem or no room aborts here. Shrinks
-/// the filesystem by the header room (a no-op when it is already that small).
-fn prepare(root: &Path) -> Result<(), String> {
+/// Shrinks the filesystem by the header room (a no-op when it is already that small).
+fn shrink(root: &Path, _checked: RoomChecked) -> Result<(), String> {
     let dev = root.to_string_lossy().into_owned();
-    tool("/sbin/e2fsck", &["-f", "-y", &dev], &[0, 1])?;
-    let size = partition_bytes(root)?;
-    let minimum = minimum_fs_bytes(root)?;
-    let target = size.saturating_sub(HEADER_ROOM);
-    if minimum > target {
-        return Err(format!(
-            "provisioning aborted, data untouched: no room (filesystem needs {} MiB, {} MiB left after the header)",
-            minimum >> 20,
-            target >> 20
-        ));
-    }
+    let target = partition_bytes(root)?.saturating_sub(HEADER_ROOM);
     tool(
         "/sbin/resize2fs",
         &[&dev, &format!("{}K", target / 1024)],

@@ -91,7 +91,16 @@ fn carry_out(root: &Path, text: &str, boot: &Path) -> Result<(), String> {
         console::say(&format!("keybound: provisioning refused: {why}"));
         return remove_plan(boot);
     }
-    in_place::start(root, &plan, boot)?;
+    // Nothing is written before the room check: a full or damaged root refuses the plan and
+    // boots on unsealed, so the factory sees why instead of a board that powers off.
+    let checked = match in_place::check_room(root) {
+        Ok(checked) => checked,
+        Err(why) => {
+            console::say(&format!("keybound: provisioning refused: {why}"));
+            return remove_plan(boot);
+        }
+    };
+    in_place::start(root, &plan, boot, checked)?;
     done(boot)
 }
 
