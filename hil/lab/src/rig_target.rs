@@ -305,10 +305,7 @@ impl RigTarget {
                 "board {name} needs a Zymkey; rig board {rig_board} has none"
             )),
             (Some(want), Some(have))
-                if want.binding == Binding::Production
-                    && have.binding != rig::rigfile::Binding::Production
-                    || want.binding == Binding::Developer
-                        && have.binding != rig::rigfile::Binding::Developer =>
+                if binding_name(want.binding) != rig_binding_name(have.binding) =>
             {
                 Some(format!(
                     "board {name} needs a {} Zymkey; the one on rig board {rig_board} is {} (the harness cannot cut a binding tab)",
