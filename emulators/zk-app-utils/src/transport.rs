@@ -69,11 +69,50 @@ impl Stream {
         }
     }
 
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            Stream::Port(f) => f.write_all(bytes),
-            Stream::Socket(s) => s.write_all(bytes),
+    /// Writes all of `bytes` before `deadline`. A virtio-serial port whose host side is gone
+    /// (the module died) blocks writers forever: the descriptor is non-blocking and a hang-up
+    /// with no room to write ends the call at once, as a dead module does.
+    fn write_all_by(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), i32> {
+        let mut done = 0;
+        while done < bytes.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(codes::ZK_ERR_IO);
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.fd().as_raw_fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: `pfd` is a valid pollfd for a descriptor this value owns, count 1.
+            let n = unsafe { libc::poll(&mut pfd, 1, ms.max(1)) };
+            if n < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(codes::ZK_ERR_IO);
+            }
+            if n == 0 {
+                continue;
+            }
+            if pfd.revents & libc::POLLOUT == 0 {
+                // POLLHUP or POLLERR without room: nobody is on the other end.
+                return Err(codes::ZK_ERR_IO);
+            }
+            let wrote = match self {
+                Stream::Port(f) => f.write(&bytes[done..]),
+                Stream::Socket(s) => s.write(&bytes[done..]),
+            };
+            match wrote {
+                Ok(0) => return Err(codes::ZK_ERR_IO),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(codes::ZK_ERR_IO),
+            }
         }
+        Ok(())
     }
 
     /// Reads exactly `buf.len()` bytes before `deadline`.
@@ -141,7 +180,7 @@ fn open_port(path: &Path, deadline: Instant) -> Result<File, i32> {
         match OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
             .open(path)
         {
             Ok(file) => {
@@ -170,12 +209,14 @@ pub fn call(endpoint: &Endpoint, op: Op, extra: Duration) -> Result<Reply, i32> 
     let mut stream = match endpoint {
         Endpoint::Port(p) => Stream::Port(open_port(p, deadline)?),
         Endpoint::Socket(p) => {
-            Stream::Socket(UnixStream::connect(p).map_err(|e| match e.kind() {
+            let socket = UnixStream::connect(p).map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
                     codes::ZK_ERR_NO_MODULE
                 }
                 _ => codes::ZK_ERR_IO,
-            })?)
+            })?;
+            socket.set_nonblocking(true).map_err(|_| codes::ZK_ERR_IO)?;
+            Stream::Socket(socket)
         }
     };
     let nonce = random_u64();
@@ -184,9 +225,7 @@ pub fn call(endpoint: &Endpoint, op: Op, extra: Duration) -> Result<Reply, i32> 
         max_version: wire::PROTOCOL_VERSION,
         nonce,
     });
-    stream
-        .write_all(&wire::frame(&hello.encode()))
-        .map_err(|_| codes::ZK_ERR_IO)?;
+    stream.write_all_by(&wire::frame(&hello.encode()), deadline)?;
     loop {
         match stream.read_frame(deadline)? {
             FromModule::HelloReply { version, nonce: n } if n == nonce => {
@@ -201,7 +240,7 @@ pub fn call(endpoint: &Endpoint, op: Op, extra: Duration) -> Result<Reply, i32> 
     }
     let id = (random_u64() as u32).max(1);
     let request = zeroize::Zeroizing::new(wire::frame(&ToModule::Request { id, op }.encode()));
-    stream.write_all(&request).map_err(|_| codes::ZK_ERR_IO)?;
+    stream.write_all_by(&request, deadline)?;
     loop {
         match stream.read_frame(deadline)? {
             FromModule::Response { id: got, result } if got == id => return result,

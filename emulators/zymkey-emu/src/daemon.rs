@@ -86,7 +86,7 @@ pub fn capabilities() -> Value {
             "insert-battery", "fault", "bus-trace", "bus-trace-read", "factory-reset",
             "snapshot", "restore"
         ],
-        "faults": ["fail", "delay", "bit-flip", "drop", "spoof", "clear"],
+        "faults": ["fail", "delay", "bit-flip", "drop", "crash", "spoof", "clear"],
         "unsupported": ["zkLockBinding (HSM only)", "foreign key slots (HSM6 only)"],
     })
 }

@@ -33,6 +33,10 @@ pub enum Fault {
         /// How many calls.
         count: u32,
     },
+    /// The next call kills the emulator process (SIGKILL, mid-call: no answer, nothing flushed),
+    /// as a module that loses power or a daemon that dies during an unlock. The harness starts
+    /// it again from its state directory.
+    Crash,
     /// From now on the host software measures this forged fingerprint.
     Spoof {
         /// Forged board id.
@@ -55,6 +59,8 @@ pub struct Faults {
     pub bit_flip: u32,
     /// Calls left to drop.
     pub drop: u32,
+    /// The next call kills the process.
+    pub crash: bool,
     /// A forged fingerprint.
     pub spoof: Option<Host>,
 }
@@ -64,6 +70,8 @@ pub struct Faults {
 pub enum Plan {
     /// Close the connection without answering.
     Drop,
+    /// Kill the whole emulator process without answering.
+    Crash,
     /// Answer, possibly late, failed or with a flipped bit.
     Answer {
         /// Sleep first.
@@ -95,6 +103,7 @@ impl Faults {
             Fault::Delay { count, ms } => self.delay = Some((count, ms)),
             Fault::BitFlip { count } => self.bit_flip = count,
             Fault::Drop { count } => self.drop = count,
+            Fault::Crash => self.crash = true,
             Fault::Spoof { board, card } => self.spoof = Some(Host { board, card }),
             Fault::Clear => *self = Faults::default(),
         }
@@ -103,6 +112,9 @@ impl Faults {
 
     /// Consumes the faults for one call.
     pub fn plan(&mut self) -> Plan {
+        if std::mem::take(&mut self.crash) {
+            return Plan::Crash;
+        }
         if take(&mut self.drop) {
             return Plan::Drop;
         }

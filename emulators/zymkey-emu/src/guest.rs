@@ -165,6 +165,7 @@ impl<'a> Session<'a> {
             Ok(ToModule::Request { id, op }) => {
                 let (delay, fail, flip) = match self.emu.plan() {
                     Plan::Drop => return Next::Close,
+                    Plan::Crash => crash(),
                     Plan::Answer { delay, fail, flip } => (delay, fail, flip),
                 };
                 if let Some(d) = delay {
@@ -205,4 +206,11 @@ fn flip_a_bit(result: &mut Result<Reply, i32>) {
         let bit = r % (bytes.len() * 8);
         bytes[bit / 8] ^= 1 << (bit % 8);
     }
+}
+
+/// The `crash` fault: the process dies at once, as under `kill -9` (no answer, no flush).
+fn crash() -> ! {
+    tracing::warn!("crash fault: killing the emulator process");
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    std::process::abort()
 }

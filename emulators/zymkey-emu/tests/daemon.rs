@@ -159,6 +159,30 @@ fn state_survives_a_power_cut_and_self_destruct_is_for_good() {
     d.kill();
 }
 
+/// The `crash` fault kills the process during the next call (the call gets no answer); started
+/// again on its state directory the module is the same and still unlocks what it locked.
+#[test]
+fn the_crash_fault_kills_the_daemon_mid_call_and_its_state_survives() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(tmp.path());
+    d.ctl(json!({"cmd": "attach", "board": "b", "card": "c"}));
+    let blob = lock(&d, b"kept");
+    d.ctl(json!({"cmd": "fault", "kind": "crash"}));
+    assert!(
+        unlock(&d, &blob).is_err(),
+        "a killed module answers nothing"
+    );
+    let status = d.child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    d.kill();
+
+    let mut d = Daemon::start(tmp.path());
+    d.ctl(json!({"cmd": "attach", "board": "b", "card": "c"}));
+    assert_eq!(unlock(&d, &blob).unwrap(), b"kept");
+    d.kill();
+}
+
 #[test]
 fn battery_removal_with_tamper_armed_self_destructs() {
     let tmp = tempfile::tempdir().unwrap();

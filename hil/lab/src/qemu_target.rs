@@ -585,6 +585,14 @@ impl ScenarioBoard for QemuScenarioBoard {
 
     fn power_on(&mut self) -> Result<(), StepError> {
         self.pristine = false;
+        if let Some(module) = &mut self.module
+            && module.module.restart_if_dead()?
+        {
+            // The board's power cycle restarts its module (after a `crash` fault).
+            self.board
+                .console()
+                .note("zymkey: the module's emulator had died; started again on its state");
+        }
         if self.module.is_some() && !self.detached {
             // The module's host software measures this board and the card in the slot now.
             self.zymkey(ZymkeyOp::Attach)?;
@@ -752,6 +760,7 @@ impl ScenarioBoard for QemuScenarioBoard {
                 ZymkeyFault::Drop { count } => {
                     json!({"cmd": "fault", "kind": "drop", "count": count})
                 }
+                ZymkeyFault::Crash => json!({"cmd": "fault", "kind": "crash"}),
                 ZymkeyFault::Clear => json!({"cmd": "fault", "kind": "clear"}),
             },
             ZymkeyOp::Spoof { board_id, card_id } => {
@@ -849,6 +858,11 @@ impl ScenarioBoard for QemuScenarioBoard {
         let mut args = format!("--recipient {} --profile {profile}", inputs.recipient);
         if let Some(perimeter) = &self.perimeter {
             args.push_str(&format!(" --perimeter {perimeter}"));
+        }
+        // A vendor shipping production modules demands it in the plan: keybound-init then
+        // refuses to seal to a module whose tab is intact.
+        if binding == Binding::Production {
+            args.push_str(" --binding production");
         }
         self.provision_in_guest(&args, deadline)?;
         self.learn_secrets(&inputs);

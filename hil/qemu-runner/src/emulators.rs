@@ -40,6 +40,10 @@ struct EmulatorDaemon {
     daemon: Daemon,
     control: PathBuf,
     state_dir: PathBuf,
+    /// How it was started, to start it again after it died.
+    program: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    restarts: u32,
 }
 
 impl EmulatorDaemon {
@@ -51,28 +55,60 @@ impl EmulatorDaemon {
         control: PathBuf,
         args: &[&std::ffi::OsStr],
     ) -> Result<Self, BoardError> {
-        let mut command = Command::new(program);
-        command
-            .arg("--state-dir")
-            .arg(state_dir)
-            .arg("--control")
-            .arg(&control)
-            .args(args);
-        let daemon = Daemon::spawn(
-            command,
-            &state_dir.with_extension("log"),
-            Duration::from_secs(20),
-        )
-        .map_err(|e| BoardError::Emulator {
-            what: format!("starting the {what}"),
-            detail: e.to_string(),
-        })?;
+        let args: Vec<std::ffi::OsString> = args.iter().map(|a| a.to_os_string()).collect();
+        let daemon = Self::spawn(what, program, state_dir, &control, &args, 0)?;
         Ok(Self {
             what,
             daemon,
             control,
             state_dir: state_dir.to_path_buf(),
+            program: program.to_path_buf(),
+            args,
+            restarts: 0,
         })
+    }
+
+    /// Spawns the daemon; its log is `STATE_DIR.log` (`STATE_DIR.N.log` after N restarts).
+    fn spawn(
+        what: &'static str,
+        program: &Path,
+        state_dir: &Path,
+        control: &Path,
+        args: &[std::ffi::OsString],
+        restarts: u32,
+    ) -> Result<Daemon, BoardError> {
+        let mut command = Command::new(program);
+        command
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--control")
+            .arg(control)
+            .args(args);
+        let log = match restarts {
+            0 => state_dir.with_extension("log"),
+            n => state_dir.with_extension(format!("{n}.log")),
+        };
+        Daemon::spawn(command, &log, Duration::from_secs(20)).map_err(|e| BoardError::Emulator {
+            what: format!("starting the {what}"),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Starts the daemon again on the same state and sockets if it died; whether it did.
+    fn restart_if_dead(&mut self) -> Result<bool, BoardError> {
+        if self.daemon.is_running() {
+            return Ok(false);
+        }
+        self.restarts += 1;
+        self.daemon = Self::spawn(
+            self.what,
+            &self.program,
+            &self.state_dir,
+            &self.control,
+            &self.args,
+            self.restarts,
+        )?;
+        Ok(true)
     }
 
     fn control(&self, request: Value) -> Result<Value, BoardError> {
@@ -146,6 +182,12 @@ impl ZymkeyModule {
     pub fn kill(&mut self) {
         self.inner.daemon.kill();
     }
+
+    /// Starts the daemon again on its state directory and sockets if it died (killed, or a
+    /// `crash` fault), as power-cycling the board restarts a real module. Whether it did.
+    pub fn restart_if_dead(&mut self) -> Result<bool, BoardError> {
+        self.inner.restart_if_dead()
+    }
 }
 
 /// A virtual FIDO2 token daemon (`virtual-fido`), reachable by QEMU's usb-redir device.
@@ -162,6 +204,26 @@ impl VirtualToken {
         Self::start_program(&host_tool("virtual-fido")?, state_dir, socket_dir, presence)
     }
 
+    /// Like [`VirtualToken::start_program`], and a presence wait (`timeout`, `wait-for-touch`)
+    /// lasts `presence_limit` before the token gives up by itself (virtual-fido's default is
+    /// 30 s). A limit longer than the host's own lets a test tell who ended the wait.
+    pub fn start_program_with_presence_limit(
+        program: &Path,
+        state_dir: &Path,
+        socket_dir: &Path,
+        presence: &str,
+        presence_limit: std::time::Duration,
+    ) -> Result<Self, BoardError> {
+        let limit_ms = presence_limit.as_millis().to_string();
+        Self::start_with_args(
+            program,
+            state_dir,
+            socket_dir,
+            presence,
+            &["--presence-timeout-ms", &limit_ms],
+        )
+    }
+
     /// Like [`VirtualToken::start`] with an explicit `virtual-fido` binary.
     pub fn start_program(
         program: &Path,
@@ -169,14 +231,25 @@ impl VirtualToken {
         socket_dir: &Path,
         presence: &str,
     ) -> Result<Self, BoardError> {
+        Self::start_with_args(program, state_dir, socket_dir, presence, &[])
+    }
+
+    fn start_with_args(
+        program: &Path,
+        state_dir: &Path,
+        socket_dir: &Path,
+        presence: &str,
+        extra: &[&str],
+    ) -> Result<Self, BoardError> {
         std::fs::create_dir_all(socket_dir).map_err(BoardError::io("creating", socket_dir))?;
         let usbredir = socket_dir.join("tok-usb");
-        let args = [
+        let mut args = vec![
             std::ffi::OsStr::new("--usbredir-socket"),
             usbredir.as_os_str(),
             std::ffi::OsStr::new("--presence"),
             std::ffi::OsStr::new(presence),
         ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
         let inner = EmulatorDaemon::start(
             "virtual token",
             program,

@@ -47,6 +47,9 @@ pub fn action(action: &Action) -> String {
                 Fault::Delay { count, ms } => format!("answer the next {count} calls {ms} ms late"),
                 Fault::BitFlip { count } => format!("flip a bit in the next {count} answers"),
                 Fault::Drop { count } => format!("drop the connection on the next {count} calls"),
+                Fault::Crash => {
+                    "die during the next call (it restarts at the next power-on)".into()
+                }
                 Fault::Clear => "clear every fault".into(),
             };
             format!("make {board}'s Zymkey {what}")

@@ -37,6 +37,7 @@ fn fault() -> impl Strategy<Value = ZymkeyFault> {
         (0u32..100, 0u32..10_000).prop_map(|(count, ms)| ZymkeyFault::Delay { count, ms }),
         (0u32..100).prop_map(|count| ZymkeyFault::BitFlip { count }),
         (0u32..100).prop_map(|count| ZymkeyFault::Drop { count }),
+        Just(ZymkeyFault::Crash),
         Just(ZymkeyFault::Clear),
     ]
 }

@@ -296,6 +296,9 @@ pub enum ZymkeyFault {
         /// How many calls.
         count: u32,
     },
+    /// The next call kills the module's emulator mid-call (no answer); it runs again, on the
+    /// same state, from the board's next power-on (a power cycle restarts a real module).
+    Crash,
     /// Every fault removed (spoofing included).
     Clear,
 }
