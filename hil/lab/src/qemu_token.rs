@@ -16,6 +16,11 @@ pub(crate) fn enrolled_test_token(repo: &Path) -> PathBuf {
     board_kit::test_token_state(repo)
 }
 
+/// How long a scenario token waits for a touch that never comes before giving up by itself:
+/// longer than any login step's time limit, so a module that ignores its own `timeout=` hangs
+/// the client (and the `login-denied` expectation fails) instead of being rescued by the token.
+const PRESENCE_LIMIT: std::time::Duration = std::time::Duration::from_secs(180);
+
 /// One scenario token.
 pub(crate) struct QemuToken {
     token: VirtualToken,
@@ -46,7 +51,13 @@ impl QemuToken {
             .prefix("kbt-")
             .tempdir()
             .map_err(|e| failed("socket directory", &e))?;
-        let token = VirtualToken::start_program(program, &state_dir, sockets.path(), "accept")?;
+        let token = VirtualToken::start_program_with_presence_limit(
+            program,
+            &state_dir,
+            sockets.path(),
+            "accept",
+            PRESENCE_LIMIT,
+        )?;
         Ok(Self {
             token,
             preenrolled: state.is_some(),
