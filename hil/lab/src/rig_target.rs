@@ -488,6 +488,14 @@ impl Target for RigTarget {
             if let Some(perimeter) = spec.zymkey.as_ref().and_then(|z| z.perimeter.as_ref()) {
                 args.push_str(&format!(" --perimeter {perimeter}"));
             }
+            // As on the QEMU target: a production module's plan demands a production binding.
+            if spec
+                .zymkey
+                .as_ref()
+                .is_some_and(|z| z.binding == Binding::Production)
+            {
+                args.push_str(" --binding production");
+            }
             args
         });
         Ok(Box::new(RigScenarioBoard {
