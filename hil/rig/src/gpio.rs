@@ -1,5 +1,5 @@
 //! GPIO: the narrow [`Gpio`] trait every line-driven resource goes through, an in-memory
-//! [`FakeGpio`] for tests and dry runs, and (cargo feature `rppal`) [`RppalGpio`] for a rig
+//! [`FakeGpio`] for tests and dry runs, and (cargo feature `rppal`) `RppalGpio` for a rig
 //! controller that is itself a Raspberry Pi.
 
 use std::collections::BTreeMap;

@@ -39,7 +39,7 @@ impl SwitchDriver {
     }
 }
 
-/// Runs a control command to completion (at most [`COMMAND_LIMIT`]); its stdout.
+/// Runs a control command to completion (at most 30 s); its stdout.
 pub fn run(argv: &[String]) -> Result<String, RigError> {
     let shown = argv.join(" ");
     let err = |reason: String| RigError::Command {
