@@ -438,7 +438,8 @@ fn qemu_provision_in_place_then_boot_sealed_and_vendor_recovery() {
     assert_eq!(secret.len(), 79, "typable recovery secret");
     let card = board.card().unwrap();
     let root = dir.path().join("sealed-root.img");
-    card.read_range(card.layout().unwrap().root, &root).unwrap();
+    card.read_range(card.layout().unwrap().root.luks2_header(), &root)
+        .unwrap();
     let key = dir.path().join("recovery");
     std::fs::write(&key, secret).unwrap();
     run(Command::new("cryptsetup")
@@ -621,7 +622,8 @@ fn checksum_differences(before: &[String], after: &[String]) -> Vec<String> {
 fn root_luks_dump(board: &QemuBoard, dir: &Path, name: &str) -> String {
     let card = board.card().unwrap();
     let root = dir.join(name);
-    card.read_range(card.layout().unwrap().root, &root).unwrap();
+    card.read_range(card.layout().unwrap().root.luks2_header(), &root)
+        .unwrap();
     let dump = run(Command::new("cryptsetup").arg("luksDump").arg(&root));
     std::fs::remove_file(&root).unwrap();
     dump
@@ -790,7 +792,8 @@ fn qemu_power_cut_during_in_place_encryption_resumes_with_the_same_files() {
 fn root_tokens(board: &QemuBoard, dir: &Path) -> sealed_root::Tokens {
     let card = board.card().unwrap();
     let root = dir.join("tokens-root.img");
-    card.read_range(card.layout().unwrap().root, &root).unwrap();
+    card.read_range(card.layout().unwrap().root.luks2_header(), &root)
+        .unwrap();
     let tokens = sealed_root::read_tokens(&root).unwrap();
     std::fs::remove_file(&root).unwrap();
     tokens
