@@ -43,8 +43,10 @@ enum Command {
     /// (with no room it refuses the plan before any write and boots on unsealed; a power cut
     /// resumes on the following boot), enrols this board's Zymkey and the vendor's recovery slot,
     /// arms the perimeter policy, removes the plan and boots the sealed root. An already sealed
-    /// root is refused unless --re-enrol is given. --fresh (not available yet) would DESTROY ALL
-    /// DATA ON ROOT.
+    /// root is refused unless --re-enrol is given. --fresh --root-image FILE instead DESTROYS ALL
+    /// DATA ON ROOT: root is formatted anew and filled from the vendor's image (copied to the boot
+    /// partition and checked by its SHA-256 first), so no plaintext of the system is ever written
+    /// to root.
     Provision(provision::Request),
     /// Re-seal the root to a replacement Zymkey with the vendor's recovery secret (stdin).
     ///

@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 /// The plan's file name on the boot partition (keybound-init reads exactly this name).
 pub(crate) const PLAN_FILE: &str = "keybound-provision.plan";
+/// The root image's file name on the boot partition (a fresh plan names it).
+pub(crate) const ROOT_IMAGE_FILE: &str = "keybound-root.img";
 /// Where this command mounts the boot partition when it is not mounted.
 const MOUNT_POINT: &str = "/run/keybound-boot";
 
@@ -95,11 +97,17 @@ pub(crate) struct Request {
     /// The board: pi5 (AES-XTS) or pi4/CM4 (Adiantum).
     #[arg(long, value_enum)]
     pub(crate) profile: Profile,
-    /// DESTROYS ALL DATA ON ROOT: format root anew instead of encrypting it in place. Not
-    /// available yet: refused here (keybound-init has no mkfs and no OS to install, so the board
-    /// would be left without a system); --dry-run still prints the plan.
-    #[arg(long, conflicts_with = "re_enrol")]
+    /// DESTROYS ALL DATA ON ROOT: format root anew as LUKS2 and fill it from --root-image,
+    /// instead of encrypting the data in place (no plaintext of the system is ever written to
+    /// root). Refused by keybound-init on an already sealed root.
+    #[arg(long, conflicts_with = "re_enrol", requires = "root_image")]
     pub(crate) fresh: bool,
+    /// With --fresh: the vendor's root filesystem image (ext4, raw). It is copied to the boot
+    /// partition as keybound-root.img with its length and SHA-256 in the plan; keybound-init
+    /// checks both before it touches root, grows the filesystem to fill the volume, and
+    /// removes the image once root is written.
+    #[arg(long, value_name = "FILE", requires = "fresh")]
+    pub(crate) root_image: Option<PathBuf>,
     /// Re-enrol an already sealed root: a new sealed secret bound to the Zymkey present and a
     /// new recovery secret for RECIPIENT; the volume key and the data stay.
     #[arg(long = "re-enrol")]
@@ -123,8 +131,48 @@ pub(crate) struct Request {
     pub(crate) boot_dir: Option<PathBuf>,
 }
 
-/// The plan text keybound-init parses (version 1, `key=value`).
-pub(crate) fn plan_text(req: &Request) -> String {
+/// The root image a fresh plan names: its length and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RootImageInfo {
+    /// Length in bytes.
+    pub(crate) bytes: u64,
+    /// SHA-256, lower-case hex.
+    pub(crate) sha256: String,
+}
+
+impl RootImageInfo {
+    /// Reads `path` through: its length and digest.
+    fn of(path: &Path) -> Result<Self, String> {
+        use sha2::Digest;
+        use std::io::Read;
+        let fail = |e: std::io::Error| format!("--root-image {}: {e}", path.display());
+        let mut file = std::fs::File::open(path).map_err(fail)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut bytes = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(fail)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            bytes += n as u64;
+        }
+        if bytes == 0 {
+            return Err(format!("--root-image {} is empty", path.display()));
+        }
+        let sha256 = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Self { bytes, sha256 })
+    }
+}
+
+/// The plan text keybound-init parses (version 1, `key=value`); `image` is the root image of a
+/// fresh plan.
+pub(crate) fn plan_text(req: &Request, image: Option<&RootImageInfo>) -> String {
     let mut text = format!(
         "# keybound provisioning plan: keybound-init carries it out on the next boot.\n\
          # mode=fresh formats root anew and DESTROYS its data; in-place keeps it.\n\
@@ -146,6 +194,12 @@ pub(crate) fn plan_text(req: &Request) -> String {
             "perimeter-ch{}={}\n",
             rule.channel,
             rule.actions()
+        ));
+    }
+    if let Some(image) = image {
+        text.push_str(&format!(
+            "root-image={ROOT_IMAGE_FILE}\nroot-image-bytes={}\nroot-image-sha256={}\n",
+            image.bytes, image.sha256
         ));
     }
     text
@@ -170,17 +224,15 @@ fn provision(req: &Request) -> Result<(), String> {
     if channels.windows(2).any(|w| w[0] == w[1]) {
         return Err("--perimeter names a channel twice".into());
     }
-    let text = plan_text(req);
+    let image = match (&req.root_image, req.fresh) {
+        (Some(path), true) => Some((path, RootImageInfo::of(path)?)),
+        (None, false) => None,
+        _ => return Err("--fresh and --root-image go together".into()),
+    };
+    let text = plan_text(req, image.as_ref().map(|(_, info)| info));
     if req.dry_run {
         print!("{text}");
         return Ok(());
-    }
-    if req.fresh {
-        return Err(
-            "--fresh (format root anew, destroying its data) is not available yet: \
-                    keybound-init would leave root empty, without an OS; encrypt in place instead"
-                .into(),
-        );
     }
     // On the board itself (no --boot-dir) the running root tells whether it is sealed; with
     // --boot-dir keybound-init checks the card on its next boot.
@@ -195,13 +247,20 @@ fn provision(req: &Request) -> Result<(), String> {
             _ => {}
         }
     }
+    // The image first, the plan last: a plan never names a half-copied image.
+    let write = |dir: &Path| -> Result<(), String> {
+        if let Some((path, info)) = &image {
+            copy_image(path, info, dir)?;
+        }
+        write_plan(dir, &text)
+    };
     match &req.boot_dir {
-        Some(dir) => write_plan(dir, &text),
+        Some(dir) => write(dir),
         None => {
             let boot = boot_partition()?;
             std::fs::create_dir_all(MOUNT_POINT).map_err(|e| format!("{MOUNT_POINT}: {e}"))?;
             mount_vfat(&boot, Path::new(MOUNT_POINT))?;
-            let result = write_plan(Path::new(MOUNT_POINT), &text);
+            let result = write(Path::new(MOUNT_POINT));
             let target = std::ffi::CString::new(MOUNT_POINT).expect("no NUL");
             // SAFETY: umount2 with a valid NUL-terminated path.
             unsafe { libc::umount2(target.as_ptr(), 0) };
@@ -210,6 +269,26 @@ fn provision(req: &Request) -> Result<(), String> {
     }?;
     println!("provisioning plan written; it runs on the next boot (reboot now)");
     Ok(())
+}
+
+/// Copies the root image to the boot partition as [`ROOT_IMAGE_FILE`] (temporary file, fsync,
+/// rename) and checks the copy against `info` (the source could change under us).
+fn copy_image(path: &Path, info: &RootImageInfo, dir: &Path) -> Result<(), String> {
+    let tmp = dir.join(format!("{ROOT_IMAGE_FILE}.new"));
+    let fail = |e: std::io::Error| format!("copying {} to {}: {e}", path.display(), dir.display());
+    std::fs::copy(path, &tmp).map_err(fail)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(fail)?;
+    let copied = RootImageInfo::of(&tmp)?;
+    if &copied != info {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!(
+            "the copy of {} on the boot partition differs from it (did it change?)",
+            path.display()
+        ));
+    }
+    std::fs::rename(&tmp, dir.join(ROOT_IMAGE_FILE)).map_err(fail)
 }
 
 /// Writes the plan atomically (temporary file, fsync, rename).
@@ -330,6 +409,7 @@ mod tests {
             recipient: RECIPIENT.into(),
             profile: Profile::Pi5,
             fresh: false,
+            root_image: None,
             re_enrol: false,
             perimeter: vec![],
             binding: Binding::Any,
@@ -340,7 +420,7 @@ mod tests {
 
     #[test]
     fn plan_names_recipient_profile_and_mode() {
-        let text = plan_text(&req(None));
+        let text = plan_text(&req(None), None);
         for line in [
             "version=1",
             &format!("recipient={RECIPIENT}"),
@@ -354,7 +434,7 @@ mod tests {
         let mut production = req(None);
         production.binding = Binding::Production;
         assert!(
-            plan_text(&production)
+            plan_text(&production, None)
                 .lines()
                 .any(|l| l == "binding=production")
         );
@@ -365,7 +445,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         provision(&req(Some(dir.path().into()))).unwrap();
         let text = std::fs::read_to_string(dir.path().join(PLAN_FILE)).unwrap();
-        assert_eq!(text, plan_text(&req(None)));
+        assert_eq!(text, plan_text(&req(None), None));
         let mut bad = req(Some(dir.path().into()));
         bad.recipient = "age1notakey".into();
         assert!(provision(&bad).is_err());
@@ -378,7 +458,7 @@ mod tests {
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
-        let text = plan_text(&r);
+        let text = plan_text(&r, None);
         assert!(
             text.lines().any(|l| l == "perimeter-ch0=self-destruct"),
             "{text}"
@@ -403,11 +483,41 @@ mod tests {
     }
 
     #[test]
-    fn fresh_is_refused_before_anything_is_written() {
+    fn fresh_copies_the_image_and_names_its_digest_in_the_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = dir.path().join("boot");
+        std::fs::create_dir(&boot).unwrap();
+        let image = dir.path().join("rootfs.ext4");
+        std::fs::write(&image, b"abc").unwrap();
+        let mut r = req(Some(boot.clone()));
+        r.fresh = true;
+        r.root_image = Some(image);
+        provision(&r).unwrap();
+        assert_eq!(std::fs::read(boot.join(ROOT_IMAGE_FILE)).unwrap(), b"abc");
+        let text = std::fs::read_to_string(boot.join(PLAN_FILE)).unwrap();
+        for line in [
+            "mode=fresh",
+            "root-image=keybound-root.img",
+            "root-image-bytes=3",
+            // SHA-256("abc")
+            "root-image-sha256=ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        assert!(!boot.join(format!("{ROOT_IMAGE_FILE}.new")).exists());
+    }
+
+    #[test]
+    fn fresh_without_an_image_or_with_a_missing_one_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = req(Some(dir.path().into()));
         r.fresh = true;
-        assert!(provision(&r).unwrap_err().contains("--fresh"));
-        assert!(!dir.path().join(PLAN_FILE).exists());
+        assert!(provision(&r).unwrap_err().contains("--root-image"));
+        r.root_image = Some(dir.path().join("no-such.ext4"));
+        assert!(provision(&r).unwrap_err().contains("no-such.ext4"));
+        let mut only_image = req(Some(dir.path().into()));
+        only_image.root_image = Some(dir.path().join("x"));
+        assert!(provision(&only_image).is_err());
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
     }
 }

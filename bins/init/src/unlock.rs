@@ -47,7 +47,7 @@ pub(crate) fn unlock(partition: &Path) -> Result<String, String> {
 
 /// The kernel's `/dev/dm-N` for a mapping (without udev, `/dev/mapper/NAME` is a plain node,
 /// and tools resolve the kernel name better).
-fn dm_node(name: &str) -> Option<String> {
+pub(crate) fn dm_node(name: &str) -> Option<String> {
     std::fs::read_dir("/sys/block")
         .ok()?
         .flatten()

@@ -788,6 +788,325 @@ fn qemu_power_cut_during_in_place_encryption_resumes_with_the_same_files() {
     );
 }
 
+/// Power cut in the middle of `keybound rotate` (online re-encryption under a new volume key,
+/// the card slowed with QMP I/O throttling so the cut lands mid-way): the header carries the
+/// reencrypt requirement and the pending rotation; the next boot's keybound-init finishes it
+/// offline with the Zymkey alone before unlocking, every root file is unchanged, the volume
+/// check holds for the new key and only the two new keyslots are left.
+#[test]
+fn qemu_power_cut_during_key_rotation_is_finished_by_the_next_boot() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let (module, _s) = zymkey_module(dir.path(), "module");
+    let mut board = board(&image, "rotcut", dir.path(), &module);
+    attach(&module, &board);
+    seal_card(&board, &module, dir.path());
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    let tokens_before = root_tokens(&board, dir.path());
+
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect("keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap();
+    let before = root_checksums(&board);
+    // The slowed card leaves no room for ssh: rotate reports on the serial console.
+    board.throttle_card(6 << 20).unwrap();
+    let mark = board.console().mark();
+    board
+        .maintenance_exec(&format!(
+            "setsid sh -c 'keybound rotate --recipient {recipient}; echo rotate-exit=$?' \
+             </dev/null >/dev/console 2>&1 & echo started"
+        ))
+        .unwrap();
+    let (seen, _) = board
+        .console()
+        .expect_guest_after(
+            mark,
+            "keybound rotate: re-encrypted [0-9]+%|rotate-exit=",
+            Duration::from_secs(600),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    assert!(
+        !seen.contains("rotate-exit="),
+        "the rotation ended before the cut: {}",
+        board.console().tail(20)
+    );
+    board.power_cut().unwrap();
+
+    let dump = root_luks_dump(&board, dir.path(), "rotcut-root.img");
+    assert!(dump.contains("online-reencrypt"), "{dump}");
+    assert!(dump.contains("keybound-rotation"), "{dump}");
+
+    let mark = board.console().mark();
+    board.power_on().unwrap();
+    let (_, finished) = board
+        .console()
+        .expect_guest_after(
+            mark,
+            "keybound-init: finished an interrupted key rotation",
+            Duration::from_secs(900),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    board
+        .console()
+        .expect_guest_after(finished, "keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    let after = root_checksums(&board);
+    let diff = checksum_differences(&before, &after);
+    assert!(diff.is_empty(), "root files changed: {diff:#?}");
+    board.power_cut().unwrap();
+
+    let dump = root_luks_dump(&board, dir.path(), "rotated-root.img");
+    assert!(!dump.contains("online-reencrypt"), "{dump}");
+    assert!(!dump.contains("keybound-rotation"), "{dump}");
+    let recovery = |t: &sealed_root::Tokens| t.recovery.as_ref().unwrap().1.age_ciphertext.clone();
+    let tokens_after = root_tokens(&board, dir.path());
+    assert!(
+        tokens_after.zymkey.is_some(),
+        "the zymkey token is in place"
+    );
+    assert_ne!(
+        recovery(&tokens_before),
+        recovery(&tokens_after),
+        "the recovery token holds a new secret"
+    );
+    assert_eq!(
+        dump.matches(": luks2").count(),
+        2,
+        "only the two new keyslots are left: {dump}"
+    );
+}
+
+/// A factory-fresh card for `keybound provision --fresh`: the test image's boot files and, from
+/// the real CLI run with `--boot-dir`, the plan and the vendor's root image (the test image's
+/// root filesystem shrunk to its minimum, with a marker file) on a boot partition big enough
+/// for it; root an empty partition 256 MiB larger than the image. Returns the card, the
+/// staged boot files and the image's filesystem size.
+fn fresh_card(image: &BuiltImage, dir: &Path, recipient: &str) -> (Card, PathBuf, u64) {
+    let src = Card::overlay(&image.card, "raw", dir.join("src.qcow2")).unwrap();
+    let src_layout = src.layout().unwrap();
+    let rootfs = dir.join("rootfs.ext4");
+    src.read_range(src_layout.root, &rootfs).unwrap();
+    let marker = dir.join("marker");
+    std::fs::write(&marker, MARKER).unwrap();
+    run(Command::new("debugfs")
+        .arg("-w")
+        .arg("-R")
+        .arg(format!("write {} /root/fresh-marker", marker.display()))
+        .arg(&rootfs));
+    run(Command::new("e2fsck").arg("-fy").arg(&rootfs));
+    run(Command::new("resize2fs").arg("-M").arg(&rootfs));
+    let dump = run(Command::new("dumpe2fs").arg("-h").arg(&rootfs));
+    let field = |name: &str| -> u64 {
+        dump.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or_else(|| panic!("{name} in dumpe2fs"))
+    };
+    let fs_bytes = field("Block count:") * field("Block size:");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&rootfs)
+        .unwrap()
+        .set_len(fs_bytes)
+        .unwrap();
+
+    let staged = dir.join("boot-staged");
+    std::fs::create_dir(&staged).unwrap();
+    run(Command::new(host_artifact("keybound-admin", "keybound"))
+        .args(["provision", "--recipient", recipient, "--profile", "pi5"])
+        .args(["--binding", "any", "--fresh", "--root-image"])
+        .arg(&rootfs)
+        .arg("--boot-dir")
+        .arg(&staged));
+    std::fs::remove_file(&rootfs).unwrap();
+
+    let image_bytes = std::fs::metadata(staged.join("keybound-root.img"))
+        .unwrap()
+        .len();
+    let layout = card::CardLayout::plan(
+        0x4b42_f7e5,
+        (image_bytes >> 20) + 160,
+        fs_bytes + (256 << 20),
+    );
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for name in src.list_boot_files().unwrap() {
+        let mut bytes = src.read_boot_file(&name).unwrap();
+        if name == "cmdline.txt" {
+            bytes = String::from_utf8(bytes)
+                .unwrap()
+                .replace(&src_layout.root_partuuid(), &layout.root_partuuid())
+                .into_bytes();
+        }
+        files.push((name, bytes));
+    }
+    for entry in std::fs::read_dir(&staged).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        files.push((name, std::fs::read(&path).unwrap()));
+    }
+    let boot_img = dir.join("boot.img");
+    let mut boot = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&boot_img)
+        .unwrap();
+    boot.set_len(layout.boot.size).unwrap();
+    let borrowed: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    card::boot_fs::format(&mut boot, &borrowed).unwrap();
+    drop(files);
+    let raw = dir.join("fresh-card.raw");
+    let mut disk = std::fs::File::create(&raw).unwrap();
+    disk.set_len(layout.card_size()).unwrap();
+    layout.write_mbr(&mut disk).unwrap();
+    drop(disk);
+    let card = Card::overlay(&raw, "raw", dir.join("fresh-card.qcow2")).unwrap();
+    card.write_range(layout.boot, &boot_img).unwrap();
+    std::fs::remove_file(&boot_img).unwrap();
+    (card, staged, fs_bytes)
+}
+
+/// `keybound provision --fresh --root-image`: a plan whose image digest does not match is
+/// refused before root is touched; the right one formats root anew as LUKS2, writes the image
+/// into it, grows it, enrols and boots the sealed root with the image's files; the image, plan
+/// and state are gone from the boot partition, and no byte of the system is readable on root.
+#[test]
+fn qemu_fresh_provisioning_formats_root_from_the_vendors_image() {
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let (module, _s) = zymkey_module(dir.path(), "module");
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    let (card, staged, image_fs_bytes) = fresh_card(&image, dir.path(), &recipient);
+    let mut config = QemuBoardConfig::new(
+        "fresh",
+        dir.path().join("fresh"),
+        image.manifest.host_key.clone(),
+    );
+    config.maintenance_key = Some(guest_image::maintenance_key(&repo()));
+    config.zymkey_socket = Some(module.guest_socket().to_path_buf());
+    let mut board = QemuBoard::new(config).unwrap();
+    board.insert_card(card).unwrap();
+    attach(&module, &board);
+
+    // A damaged image (its digest in the plan no longer matches): refused, nothing written.
+    let plan = std::fs::read_to_string(staged.join("keybound-provision.plan")).unwrap();
+    let wrong_digest = plan
+        .lines()
+        .map(|l| match l.strip_prefix("root-image-sha256=") {
+            Some(hex) => format!(
+                "root-image-sha256={}{}",
+                if hex.starts_with('0') { "1" } else { "0" },
+                &hex[1..]
+            ),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(wrong_digest, plan);
+    let card = board.card().unwrap();
+    card.write_boot_file("keybound-provision.plan", wrong_digest.as_bytes())
+        .unwrap();
+    let mark = board.console().mark();
+    board.power_on().unwrap();
+    board
+        .console()
+        .expect_guest_after(
+            mark,
+            "keybound: provisioning refused: root image keybound-root.img does not match the plan's SHA-256",
+            BOOT_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    // Root is still empty: the boot fails closed and the board powers itself off.
+    wait_powered_off(&mut board);
+    let card = board.card().unwrap();
+    assert!(card.read_boot_file("keybound-provision.plan").is_err());
+    let layout = card.layout().unwrap();
+    let head = dir.path().join("root-head.img");
+    card.read_range(layout.root.luks2_header(), &head).unwrap();
+    assert!(
+        std::fs::read(&head).unwrap().iter().all(|b| *b == 0),
+        "root was written although the plan was refused"
+    );
+    std::fs::remove_file(&head).unwrap();
+
+    // The vendor's plan as written: formatted, filled, enrolled, booted.
+    card.write_boot_file("keybound-provision.plan", plan.as_bytes())
+        .unwrap();
+    let mark = board.console().mark();
+    board.power_on().unwrap();
+    let (_, formatted) = board
+        .console()
+        .expect_guest_after(mark, "keybound-init: provisioning: formatted", BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    board
+        .console()
+        .expect_guest_after(
+            formatted,
+            "keybound-init: provisioning: done",
+            Duration::from_secs(600),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    board
+        .console()
+        .expect_guest_after(formatted, "keybound-guest: sshd ready", BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    let marker = board.maintenance_exec("cat /root/fresh-marker").unwrap();
+    assert_eq!(marker.trim(), MARKER);
+    let status = board.maintenance_exec("keybound status").unwrap();
+    assert!(status.contains("encrypted root"), "{status}");
+    // The filesystem was grown to fill the volume (the image was shrunk to its minimum).
+    let size = board
+        .maintenance_exec("df -m / | awk 'NR == 2 { print $2 }'")
+        .unwrap();
+    let fs_mib: u64 = size.trim().parse().unwrap();
+    assert!(
+        fs_mib << 20 > image_fs_bytes + (160 << 20),
+        "root fs {fs_mib} MiB, the image's {} MiB: not grown",
+        image_fs_bytes >> 20
+    );
+    board.power_cut().unwrap();
+
+    let card = board.card().unwrap();
+    let files = card.list_boot_files().unwrap();
+    for gone in [
+        "keybound-root.img",
+        "keybound-provision.plan",
+        "keybound-provision.state",
+    ] {
+        assert!(
+            !files.iter().any(|f| f == gone),
+            "{gone} left on the boot partition: {files:?}"
+        );
+    }
+    let dump = root_luks_dump(&board, dir.path(), "fresh-root.img");
+    assert!(dump.contains("aes-xts-plain64"), "{dump}");
+    assert!(
+        dump.contains("keybound-zymkey") && dump.contains("keybound-recovery"),
+        "{dump}"
+    );
+    assert_eq!(
+        dump.matches(": luks2").count(),
+        2,
+        "only the sealed and recovery keyslots: {dump}"
+    );
+    // Nothing of the system in clear anywhere on the card: not in root, and not left behind in
+    // the boot partition's free clusters by the deleted image.
+    let raw = dir.path().join("fresh-card-all.raw");
+    card.export_raw(&raw).unwrap();
+    let bytes = std::fs::read(&raw).unwrap();
+    std::fs::remove_file(&raw).unwrap();
+    for needle in [MARKER, "root:x:0:0:root:/root:"] {
+        let re = regex::bytes::Regex::new(&regex::escape(needle)).unwrap();
+        assert!(!re.is_match(&bytes), "{needle} is readable on the card");
+    }
+}
+
 /// The keybound tokens of the card's root (read on the host, board off).
 fn root_tokens(board: &QemuBoard, dir: &Path) -> sealed_root::Tokens {
     let card = board.card().unwrap();

@@ -70,21 +70,7 @@ pub(super) fn start(
     console::say("keybound-init: provisioning: encrypting root in place");
     shrink(root, checked)?;
     let pass = temporary_passphrase()?;
-    let locked =
-        unlock::with_zymkey(|zk| Ok(SecureElement::lock(zk, pass.as_bytes())?)).map_err(|e| {
-            format!(
-                "provisioning: locking the temporary passphrase: {}",
-                unlock::reason(&e)
-            )
-        })?;
-    let uuid_bytes = VolumeKey::generate(16).map_err(|e| format!("provisioning: {e}"))?;
-    let mut uuid = [0u8; 16];
-    uuid.copy_from_slice(uuid_bytes.expose_secret());
-    let state = State {
-        stage: Stage::Encrypting,
-        uuid: state::uuid_from(&uuid),
-        locked_passphrase: locked,
-    };
+    let state = new_state(Stage::Encrypting, &pass)?;
     state.write(boot)?;
     encrypt(root, plan, &state, &pass)?;
     finish(root, plan, state, &pass, boot)
@@ -93,19 +79,7 @@ pub(super) fn start(
 /// Resumes provisioning after a power cut (or any interruption) from the recorded state.
 pub(super) fn resume(root: &Path, plan: &Plan, state: State, boot: &Path) -> Result<(), String> {
     console::say("keybound-init: provisioning: resuming after an interruption");
-    let pass: Zeroizing<String> =
-        unlock::with_zymkey(|zk| Ok(SecureElement::unlock(zk, &state.locked_passphrase)?))
-            .map_err(|e| {
-                format!(
-                    "provisioning: unlocking the temporary passphrase: {}",
-                    unlock::reason(&e)
-                )
-            })
-            .and_then(|bytes| {
-                String::from_utf8(bytes.to_vec())
-                    .map(Zeroizing::new)
-                    .map_err(|_| "provisioning: the temporary passphrase is malformed".to_string())
-            })?;
+    let pass = unlock_passphrase(&state)?;
     if !unlock::is_luks(root)? {
         // The header never reached the card: root is still the shrunk plain filesystem.
         console::say("keybound-init: provisioning: encrypting root in place");
@@ -137,8 +111,43 @@ pub(super) fn resume(root: &Path, plan: &Plan, state: State, boot: &Path) -> Res
     finish(root, plan, state, &pass, boot)
 }
 
+/// A new state at `stage`: a fresh UUID for the new header and `pass` locked by the Zymkey.
+pub(super) fn new_state(stage: Stage, pass: &str) -> Result<State, String> {
+    let locked =
+        unlock::with_zymkey(|zk| Ok(SecureElement::lock(zk, pass.as_bytes())?)).map_err(|e| {
+            format!(
+                "provisioning: locking the temporary passphrase: {}",
+                unlock::reason(&e)
+            )
+        })?;
+    let uuid_bytes = VolumeKey::generate(16).map_err(|e| format!("provisioning: {e}"))?;
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(uuid_bytes.expose_secret());
+    Ok(State {
+        stage,
+        uuid: state::uuid_from(&uuid),
+        locked_passphrase: locked,
+    })
+}
+
+/// The state's temporary passphrase, unlocked by the Zymkey.
+pub(super) fn unlock_passphrase(state: &State) -> Result<Zeroizing<String>, String> {
+    unlock::with_zymkey(|zk| Ok(SecureElement::unlock(zk, &state.locked_passphrase)?))
+        .map_err(|e| {
+            format!(
+                "provisioning: unlocking the temporary passphrase: {}",
+                unlock::reason(&e)
+            )
+        })
+        .and_then(|bytes| {
+            String::from_utf8(bytes.to_vec())
+                .map(Zeroizing::new)
+                .map_err(|_| "provisioning: the temporary passphrase is malformed".to_string())
+        })
+}
+
 /// Enrols, destroys the temporary keyslot, arms the perimeter, removes the state.
-fn finish(
+pub(super) fn finish(
     root: &Path,
     plan: &Plan,
     mut state: State,
@@ -193,7 +202,7 @@ fn shrink(root: &Path, _checked: RoomChecked) -> Result<(), String> {
 }
 
 /// A random 32-byte passphrase in hex (RAM only; on the card only locked by the Zymkey).
-fn temporary_passphrase() -> Result<Zeroizing<String>, String> {
+pub(super) fn temporary_passphrase() -> Result<Zeroizing<String>, String> {
     let temp = VolumeKey::generate(32).map_err(|e| format!("provisioning: {e}"))?;
     Ok(Zeroizing::new(
         temp.expose_secret()
@@ -321,7 +330,7 @@ fn header_uuid(root: &Path) -> Result<String, String> {
 }
 
 /// The partition's size in bytes (sysfs counts 512-byte sectors).
-fn partition_bytes(root: &Path) -> Result<u64, String> {
+pub(super) fn partition_bytes(root: &Path) -> Result<u64, String> {
     let name = root.file_name().unwrap_or_default().to_string_lossy();
     let sectors = std::fs::read_to_string(format!("/sys/class/block/{name}/size"))
         .map_err(|e| format!("provisioning: size of {name}: {e}"))?;
@@ -355,7 +364,7 @@ fn minimum_fs_bytes(root: &Path) -> Result<u64, String> {
 }
 
 /// Writes a secret to a fresh 0600 file in the RAM scratch directory.
-fn scratch_file(name: &str, bytes: &[u8]) -> Result<std::path::PathBuf, String> {
+pub(super) fn scratch_file(name: &str, bytes: &[u8]) -> Result<std::path::PathBuf, String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let dir = Path::new(SCRATCH);
@@ -374,7 +383,7 @@ fn scratch_file(name: &str, bytes: &[u8]) -> Result<std::path::PathBuf, String> 
 }
 
 /// Overwrites and removes a scratch secret file.
-fn wipe(path: &Path) {
+pub(super) fn wipe(path: &Path) {
     if let Ok(len) = std::fs::metadata(path).map(|m| m.len()) {
         let _ = std::fs::write(path, vec![0u8; len as usize]);
     }

@@ -9,6 +9,7 @@
 //!
 //! Neither the plan nor the state holds a secret in clear.
 
+mod fresh;
 mod in_place;
 mod perimeter;
 mod plan;
@@ -22,7 +23,7 @@ use nix::mount::{MsFlags, mount, umount};
 use sealed_root::RecoveryKdf;
 
 use crate::{console, unlock};
-use plan::{PLAN_FILE, Plan};
+use plan::{Mode, PLAN_FILE, Plan};
 
 /// Where the boot partition is mounted while provisioning.
 const BOOT_MOUNT: &str = "/boot";
@@ -64,7 +65,16 @@ pub(crate) fn run_if_planned(root: &Path) -> Result<(), String> {
 fn carry_out(root: &Path, text: &str, boot: &Path) -> Result<(), String> {
     let plan = plan::parse(text).map_err(|e| format!("provisioning plan refused: {e}"))?;
     if let Some(state) = state::State::read(boot)? {
-        in_place::resume(root, &plan, state, boot)?;
+        match (&plan.mode, state.stage) {
+            (Mode::Fresh(image), state::Stage::Formatting) => {
+                fresh::resume(root, &plan, image, state, boot)?
+            }
+            (Mode::Fresh(image), _) => fresh::resume_enrolment(root, &plan, image, state, boot)?,
+            (_, state::Stage::Formatting) => {
+                return Err("provisioning state is formatting but the plan is not fresh".into());
+            }
+            _ => in_place::resume(root, &plan, state, boot)?,
+        }
         return done(boot);
     }
     if unlock::is_luks(root)? {
@@ -83,13 +93,22 @@ fn carry_out(root: &Path, text: &str, boot: &Path) -> Result<(), String> {
         console::say("keybound: provisioning refused: root is not sealed, nothing to re-enrol");
         return remove_plan(boot);
     }
-    if plan.fresh {
-        console::say("keybound: provisioning refused: fresh formatting is not in this initramfs");
-        return remove_plan(boot);
-    }
     if let Err(why) = check_binding(&plan) {
         console::say(&format!("keybound: provisioning refused: {why}"));
         return remove_plan(boot);
+    }
+    if let Mode::Fresh(image) = &plan.mode {
+        // Nothing is written before the image is checked: a missing, damaged or too large
+        // image refuses the plan and the card boots as it was.
+        let checked = match fresh::check_image(root, image, boot) {
+            Ok(checked) => checked,
+            Err(why) => {
+                console::say(&format!("keybound: provisioning refused: {why}"));
+                return remove_plan(boot);
+            }
+        };
+        fresh::start(root, &plan, boot, checked)?;
+        return done(boot);
     }
     // Nothing is written before the room check: a full or damaged root refuses the plan and
     // boots on unsealed, so the factory sees why instead of a board that powers off.

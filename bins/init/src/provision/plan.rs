@@ -16,8 +16,8 @@ pub(crate) struct Plan {
     pub(crate) recipient: String,
     /// The data cipher by board.
     pub(crate) profile: BoardProfile,
-    /// Format fresh (destroys the data) instead of encrypting in place.
-    pub(crate) fresh: bool,
+    /// Encrypt the root in place, or format it fresh (destroying its data) from an image.
+    pub(crate) mode: Mode,
     /// Replace an existing enrolment.
     pub(crate) re_enrol: bool,
     /// Perimeter actions to arm after enrolment, per channel (none: leave the module as it is).
@@ -25,6 +25,64 @@ pub(crate) struct Plan {
     /// `binding=production`: seal only to a module in production mode (binding tab cut, bound
     /// to this board); `binding=any` or no such line: any module.
     pub(crate) production_binding: bool,
+}
+
+/// How root gets encrypted.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The data on root is kept: encrypted in place.
+    InPlace,
+    /// Root is formatted anew and filled from the vendor's root image on the boot partition:
+    /// no plaintext of the system is ever written to root.
+    Fresh(RootImage),
+}
+
+/// The vendor's root filesystem image a fresh provisioning writes into the new volume.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RootImage {
+    /// Its file name on the boot partition (a plain name, no directories).
+    pub(crate) name: String,
+    /// Its length in bytes.
+    pub(crate) bytes: u64,
+    /// Its SHA-256: a damaged or swapped image is refused before root is touched.
+    pub(crate) sha256: [u8; 32],
+}
+
+/// Parses the three `root-image*` lines of a fresh plan.
+fn parse_root_image(
+    name: Option<String>,
+    bytes: Option<String>,
+    sha256: Option<String>,
+) -> Result<RootImage, String> {
+    let name = name.ok_or("a fresh plan needs root-image")?;
+    if name.is_empty()
+        || name.starts_with('.')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        return Err("plan root-image must be a plain file name".into());
+    }
+    let bytes = bytes
+        .ok_or("a fresh plan needs root-image-bytes")?
+        .parse::<u64>()
+        .ok()
+        .filter(|b| *b > 0)
+        .ok_or("plan root-image-bytes is not a positive number")?;
+    let hex = sha256.ok_or("a fresh plan needs root-image-sha256")?;
+    let mut sha256 = [0u8; 32];
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("plan root-image-sha256 is not 64 hex digits".into());
+    }
+    for (i, byte) in sha256.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+            .map_err(|_| "plan root-image-sha256 is not hex")?;
+    }
+    Ok(RootImage {
+        name,
+        bytes,
+        sha256,
+    })
 }
 
 /// Parses perimeter actions: `none`, `notify`, `self-destruct` or `notify+self-destruct`.
@@ -52,6 +110,7 @@ pub(crate) fn parse(text: &str) -> Result<Plan, String> {
     let (mut version, mut recipient, mut profile, mut mode, mut re_enrol) =
         (None, None, None, None, None);
     let (mut ch0, mut ch1, mut binding) = (None, None, None);
+    let (mut image, mut image_bytes, mut image_sha256) = (None, None, None);
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -68,6 +127,9 @@ pub(crate) fn parse(text: &str) -> Result<Plan, String> {
             "perimeter-ch0" => &mut ch0,
             "perimeter-ch1" => &mut ch1,
             "binding" => &mut binding,
+            "root-image" => &mut image,
+            "root-image-bytes" => &mut image_bytes,
+            "root-image-sha256" => &mut image_sha256,
             other => return Err(format!("unknown plan key {other}")),
         };
         if slot.replace(value.trim().to_string()).is_some() {
@@ -85,9 +147,12 @@ pub(crate) fn parse(text: &str) -> Result<Plan, String> {
         Some("pi4") => BoardProfile::Adiantum,
         _ => return Err("plan profile must be pi4 or pi5".into()),
     };
-    let fresh = match mode.as_deref() {
-        Some("in-place") => false,
-        Some("fresh") => true,
+    let mode = match mode.as_deref() {
+        Some("in-place") if image.is_none() && image_bytes.is_none() && image_sha256.is_none() => {
+            Mode::InPlace
+        }
+        Some("in-place") => return Err("an in-place plan names no root image".into()),
+        Some("fresh") => Mode::Fresh(parse_root_image(image, image_bytes, image_sha256)?),
         _ => return Err("plan mode must be in-place or fresh".into()),
     };
     let re_enrol = match re_enrol.as_deref() {
@@ -109,7 +174,7 @@ pub(crate) fn parse(text: &str) -> Result<Plan, String> {
     Ok(Plan {
         recipient,
         profile,
-        fresh,
+        mode,
         re_enrol,
         perimeter,
         production_binding,
@@ -129,7 +194,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(plan.profile, BoardProfile::AesXts);
-        assert!(!plan.fresh && !plan.re_enrol && plan.perimeter.is_empty());
+        assert!(plan.mode == Mode::InPlace && !plan.re_enrol && plan.perimeter.is_empty());
         assert!(!plan.production_binding);
         let production = parse(&format!(
             "version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=in-place\nbinding=production\n"
@@ -143,6 +208,23 @@ mod tests {
             format!("version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=wipe\n"),
             format!("version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=fresh\nmode=in-place\n"),
             format!("version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=fresh\nshell=yes\n"),
+            format!(
+                "version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=fresh\n{IMAGE}root-image=../x\n"
+            ),
+            format!("version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=in-place\n{IMAGE}"),
+            format!(
+                "version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=fresh\nroot-image=r.img\n"
+            ),
+            format!(
+                "version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=fresh\nroot-image=r.img\n\
+                 root-image-bytes=0\nroot-image-sha256={}\n",
+                "ab".repeat(32)
+            ),
+            format!(
+                "version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=fresh\nroot-image=r.img\n\
+                 root-image-bytes=10\nroot-image-sha256={}\n",
+                "zz".repeat(32)
+            ),
             format!("version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=in-place\nbinding=lab\n"),
             format!(
                 "version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=in-place\nperimeter-ch0=explode\n"
@@ -156,6 +238,25 @@ mod tests {
         ] {
             assert!(parse(&bad).is_err(), "{bad}");
         }
+    }
+
+    /// The `root-image*` lines of a fresh plan (a leading copy of `root-image` makes it twice).
+    const IMAGE: &str = "root-image-bytes=4096\nroot-image-sha256=\
+        00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+
+    #[test]
+    fn fresh_plans_name_their_root_image() {
+        let plan = parse(&format!(
+            "version=1\nrecipient={RECIPIENT}\nprofile=pi5\nmode=fresh\n\
+             root-image=keybound-root.img\n{IMAGE}"
+        ))
+        .unwrap();
+        let Mode::Fresh(image) = plan.mode else {
+            panic!("not fresh: {plan:?}");
+        };
+        assert_eq!(image.name, "keybound-root.img");
+        assert_eq!(image.bytes, 4096);
+        assert_eq!(image.sha256[..4], [0x00, 0x11, 0x22, 0x33]);
     }
 
     #[test]

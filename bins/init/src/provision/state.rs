@@ -1,5 +1,5 @@
 //! The provisioning state keybound-init records on the boot partition while an in-place
-//! encryption is under way, so that a power cut at any point resumes on the next boot.
+//! encryption or a fresh formatting is under way, so that a power cut at any point resumes on the next boot.
 //!
 //! It holds the stage, the UUID the new LUKS2 header gets, and the temporary keyslot's
 //! passphrase **locked by the Zymkey** (the card never holds it in clear: only this board's
@@ -15,6 +15,9 @@ pub(crate) const STATE_FILE: &str = "keybound-provision.state";
 /// How far provisioning got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stage {
+    /// A fresh provisioning: root is being formatted and filled from the root image (its
+    /// content is disposable until enrolment: a resume starts the formatting over).
+    Formatting,
     /// The filesystem is shrunk and the in-place encryption started or is about to: root is
     /// plain ext4, or LUKS2 with the online-reencrypt requirement, or fully encrypted.
     Encrypting,
@@ -26,6 +29,7 @@ pub(crate) enum Stage {
 impl Stage {
     fn name(self) -> &'static str {
         match self {
+            Self::Formatting => "formatting",
             Self::Encrypting => "encrypting",
             Self::Enrolling => "enrolling",
         }
@@ -47,7 +51,7 @@ impl State {
     /// The file's text.
     pub(crate) fn to_text(&self) -> String {
         format!(
-            "# keybound-init: in-place encryption under way; do not edit or remove.\n\
+            "# keybound-init: provisioning under way; do not edit or remove.\n\
              # The temporary passphrase below is locked by this board's Zymkey.\n\
              version=1\nstage={}\nuuid={}\ntemporary={}\n",
             self.stage.name(),
@@ -81,9 +85,10 @@ impl State {
             return Err("state version is not 1".into());
         }
         let stage = match stage.as_deref() {
+            Some("formatting") => Stage::Formatting,
             Some("encrypting") => Stage::Encrypting,
             Some("enrolling") => Stage::Enrolling,
-            _ => return Err("state stage is not encrypting or enrolling".into()),
+            _ => return Err("state stage is not formatting, encrypting or enrolling".into()),
         };
         let uuid = uuid.ok_or("state has no uuid")?;
         if !is_uuid(&uuid) {
