@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use board::milestones::{self, BootEnd};
 use board::{Board, Console, Mark};
 use card::Card;
 use guest_image::BuiltImage;
@@ -25,10 +26,6 @@ use crate::card_scan;
 use crate::provisioned_cache::ProvisionedCache;
 use crate::qemu_token::{self, QemuToken};
 use serde_json::json;
-
-/// What ends a boot on the console: up, sealed (keybound-init's `keybound: sealed: REASON` before
-/// it powers off), or given up.
-const BOOT_END: &str = r"keybound-guest: sshd ready|keybound(-init)?: sealed.*|keybound-guest: root PARTUUID=.* not found|keybound-guest: mounting .* failed|Kernel panic.*";
 
 /// The harness's TEST-ONLY vendor recovery identity (age X25519): boards are provisioned for its
 /// recipient, and the harness decrypts recovery secrets with it (fixtures/test-keys/README.md).
@@ -620,31 +617,23 @@ impl ScenarioBoard for QemuScenarioBoard {
         if self.refused {
             return Ok(BootOutcome::Off);
         }
-        match self
-            .board
-            .console()
-            .expect_guest_after(from, BOOT_END, timeout)
-        {
-            Ok((line, _)) if line.contains("sshd ready") => Ok(BootOutcome::Up),
-            Ok((line, at)) if line.contains(": sealed") => {
+        let console = self.board.console();
+        let end = match console.expect_guest_after(from, milestones::BOOT_END, timeout) {
+            Ok((line, at)) => {
                 // The match may be on a line still arriving: read it again once it is whole.
-                let whole = self
-                    .board
-                    .console()
-                    .whole_line_at(at, Duration::from_secs(2));
-                let line = if whole.len() > line.len() {
-                    whole
+                let whole = console.whole_line_at(at, Duration::from_secs(2));
+                Ok(milestones::classify(if whole.len() > line.len() {
+                    &whole
                 } else {
-                    line
-                };
-                Ok(BootOutcome::Sealed {
-                    reason: line
-                        .split_once(": sealed")
-                        .map(|(_, r)| r.trim_start_matches([':', ' ']).to_string())
-                        .unwrap_or_default(),
-                })
+                    &line
+                }))
             }
-            Ok(_) | Err(board::BoardError::ConsoleClosed { .. }) => {
+            Err(e) => Err(e),
+        };
+        match end {
+            Ok(BootEnd::Up) => Ok(BootOutcome::Up),
+            Ok(BootEnd::Sealed { reason }) => Ok(BootOutcome::Sealed { reason }),
+            Ok(BootEnd::Stopped { .. }) | Err(board::BoardError::ConsoleClosed { .. }) => {
                 // Stopped on its way up: give it a moment to power itself off.
                 for _ in 0..100 {
                     if !self.board.is_powered() {
@@ -719,21 +708,10 @@ impl ScenarioBoard for QemuScenarioBoard {
             },
             workdir,
         )?;
-        // With `-E` ssh writes its own messages ("Permission denied …") to the log file: the
-        // non-debug lines there are what a person at a terminal would have seen.
-        let mut messages = outcome.messages.trim_end().to_string();
-        for line in outcome.verbose.lines() {
-            if !line.starts_with("debug") && !line.starts_with("OpenSSH_") && !line.is_empty() {
-                if !messages.is_empty() {
-                    messages.push('\n');
-                }
-                messages.push_str(line);
-            }
-        }
         Ok(LoginFacts {
             granted: outcome.granted,
+            messages: outcome.seen_messages(),
             prompts: outcome.prompts,
-            messages,
             stdout: outcome.stdout,
             timed_out: outcome.timed_out,
         })
