@@ -134,8 +134,9 @@ fn wait_powered_off(board: &mut QemuBoard) {
 /// A maintenance-channel (ssh) command; the command and its output are appended to the test's
 /// ssh session log, which the secret search reads like every other transcript.
 fn ssh(board: &QemuBoard, log: &Path, command: &str) -> String {
+    // Long enough for an online re-encryption of root while other boards share the cores.
     let out = board
-        .maintenance_exec(command)
+        .maintenance_exec_for(command, Duration::from_secs(600))
         .unwrap_or_else(|e| panic!("{command}: {e}\n{}", board.console().tail(20)));
     let mut f = std::fs::OpenOptions::new()
         .create(true)

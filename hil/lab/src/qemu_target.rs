@@ -717,8 +717,8 @@ impl ScenarioBoard for QemuScenarioBoard {
         })
     }
 
-    fn maintenance_exec(&mut self, command: &str, _timeout: Duration) -> Result<String, StepError> {
-        Ok(self.board.maintenance_exec(command)?)
+    fn maintenance_exec(&mut self, command: &str, timeout: Duration) -> Result<String, StepError> {
+        Ok(self.board.maintenance_exec_for(command, timeout)?)
     }
 
     fn zymkey(&mut self, op: ZymkeyOp<'_>) -> Result<String, StepError> {

@@ -93,7 +93,37 @@ pub struct QemuBoard {
     last_plan: Option<BootPlan>,
 }
 
+/// How long a maintenance command may take unless the caller says otherwise.
+const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl QemuBoard {
+    /// Runs a command over the test-only maintenance channel, giving up after `timeout` (the
+    /// [`Board::maintenance_exec`] of the trait allows 60 s); its stdout on success.
+    pub fn maintenance_exec_for(
+        &self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<String, BoardError> {
+        let key = self
+            .config
+            .maintenance_key
+            .as_ref()
+            .ok_or_else(|| BoardError::Unsupported {
+                board: self.config.name.clone(),
+                what: "use a maintenance channel (production image)".into(),
+            })?;
+        let endpoint = self
+            .endpoint(MAINTENANCE_PORT)
+            .ok_or_else(|| self.state_error("not powered"))?;
+        board::ssh::exec_with_key(
+            &endpoint,
+            key,
+            command,
+            timeout,
+            &self.config.work_dir.join("maintenance"),
+        )
+    }
+
     /// A powered-off board with an empty card slot.
     pub fn new(config: QemuBoardConfig) -> Result<Self, BoardError> {
         std::fs::create_dir_all(&config.work_dir)
@@ -442,24 +472,7 @@ impl Board for QemuBoard {
     }
 
     fn maintenance_exec(&self, command: &str) -> Result<String, BoardError> {
-        let key = self
-            .config
-            .maintenance_key
-            .as_ref()
-            .ok_or_else(|| BoardError::Unsupported {
-                board: self.config.name.clone(),
-                what: "use a maintenance channel (production image)".into(),
-            })?;
-        let endpoint = self
-            .endpoint(MAINTENANCE_PORT)
-            .ok_or_else(|| self.state_error("not powered"))?;
-        board::ssh::exec_with_key(
-            &endpoint,
-            key,
-            command,
-            Duration::from_secs(60),
-            &self.config.work_dir.join("maintenance"),
-        )
+        self.maintenance_exec_for(command, MAINTENANCE_TIMEOUT)
     }
 }
 
