@@ -69,34 +69,44 @@ impl Stream {
         }
     }
 
+    /// Waits until the descriptor is ready for `events`: the events seen, `None` to try again
+    /// (nothing yet, or interrupted), an error once `deadline` has passed.
+    fn poll_by(
+        &self,
+        events: libc::c_short,
+        deadline: Instant,
+    ) -> Result<Option<libc::c_short>, i32> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(codes::ZK_ERR_IO);
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.fd().as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: `pfd` is a valid pollfd for a descriptor this value owns, count 1.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms.max(1)) };
+        if n < 0 {
+            return match io::Error::last_os_error().kind() {
+                io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(codes::ZK_ERR_IO),
+            };
+        }
+        Ok((n > 0).then_some(pfd.revents))
+    }
+
     /// Writes all of `bytes` before `deadline`. A virtio-serial port whose host side is gone
     /// (the module died) blocks writers forever: the descriptor is non-blocking and a hang-up
     /// with no room to write ends the call at once, as a dead module does.
     fn write_all_by(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), i32> {
         let mut done = 0;
         while done < bytes.len() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(codes::ZK_ERR_IO);
-            }
-            let mut pfd = libc::pollfd {
-                fd: self.fd().as_raw_fd(),
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            let ms = left.as_millis().min(i32::MAX as u128) as i32;
-            // SAFETY: `pfd` is a valid pollfd for a descriptor this value owns, count 1.
-            let n = unsafe { libc::poll(&mut pfd, 1, ms.max(1)) };
-            if n < 0 {
-                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(codes::ZK_ERR_IO);
-            }
-            if n == 0 {
+            let Some(revents) = self.poll_by(libc::POLLOUT, deadline)? else {
                 continue;
-            }
-            if pfd.revents & libc::POLLOUT == 0 {
+            };
+            if revents & libc::POLLOUT == 0 {
                 // POLLHUP or POLLERR without room: nobody is on the other end.
                 return Err(codes::ZK_ERR_IO);
             }
@@ -119,25 +129,7 @@ impl Stream {
     fn read_exact_by(&mut self, buf: &mut [u8], deadline: Instant) -> Result<(), i32> {
         let mut done = 0;
         while done < buf.len() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(codes::ZK_ERR_IO);
-            }
-            let mut pfd = libc::pollfd {
-                fd: self.fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = left.as_millis().min(i32::MAX as u128) as i32;
-            // SAFETY: `pfd` is a valid pollfd for a descriptor this value owns, count 1.
-            let n = unsafe { libc::poll(&mut pfd, 1, ms.max(1)) };
-            if n < 0 {
-                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(codes::ZK_ERR_IO);
-            }
-            if n == 0 {
+            if self.poll_by(libc::POLLIN, deadline)?.is_none() {
                 continue;
             }
             let got = match self {

@@ -19,7 +19,6 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use sealed_root::VolumeKey;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -191,50 +190,13 @@ fn format_and_fill(
     pass: &str,
     image: &Path,
 ) -> Result<(), String> {
-    let volume_key =
-        VolumeKey::generate(plan.profile.key_bytes()).map_err(|e| format!("provisioning: {e}"))?;
-    let vk_file = in_place::scratch_file("vk", volume_key.expose_secret())?;
-    let pass_file = match in_place::scratch_file("pass", pass.as_bytes()) {
-        Ok(f) => f,
-        Err(e) => {
-            in_place::wipe(&vk_file);
-            return Err(e);
-        }
-    };
-    let key_bits = (plan.profile.key_bytes() * 8).to_string();
-    let cipher = plan.profile.cipher_spec();
-    let dev = root.to_string_lossy().into_owned();
-    let formatted = super::tool(
-        "/sbin/cryptsetup",
-        &[
-            "luksFormat",
-            "--batch-mode",
-            "--type",
-            "luks2",
-            "--cipher",
-            &cipher,
-            "--key-size",
-            &key_bits,
-            "--pbkdf",
-            "pbkdf2",
-            "--pbkdf-force-iterations",
-            "1000",
-            "--label",
-            "keybound-root",
-            "--uuid",
-            &state.uuid,
-            "--volume-key-file",
-            &vk_file.to_string_lossy(),
-            "--key-file",
-            &pass_file.to_string_lossy(),
-            "--key-slot",
-            "0",
-            &dev,
-        ],
-        &[0],
-    );
-    in_place::wipe(&vk_file);
-    in_place::wipe(&pass_file);
+    let keys = in_place::NewHeaderKeys::new(plan, pass)?;
+    let mut args: Vec<String> = vec!["luksFormat".into(), "--batch-mode".into()];
+    args.extend(keys.header_options(plan, state));
+    args.push(root.to_string_lossy().into_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let formatted = super::tool("/sbin/cryptsetup", &args, &[0]);
+    drop(keys);
     formatted?;
     console::say("keybound-init: provisioning: formatted; writing the root image");
     open(root, pass)?;

@@ -212,54 +212,87 @@ pub(super) fn temporary_passphrase() -> Result<Zeroizing<String>, String> {
     ))
 }
 
+/// A new header's key material in RAM scratch files for one `cryptsetup` run: a fresh volume
+/// key for the plan's profile and the temporary passphrase. Both files are overwritten and
+/// removed when this is dropped.
+pub(super) struct NewHeaderKeys {
+    volume_key: std::path::PathBuf,
+    passphrase: std::path::PathBuf,
+}
+
+impl NewHeaderKeys {
+    /// Generates the volume key and writes both files.
+    pub(super) fn new(plan: &Plan, pass: &str) -> Result<Self, String> {
+        let volume_key = VolumeKey::generate(plan.profile.key_bytes())
+            .map_err(|e| format!("provisioning: {e}"))?;
+        let volume_key = scratch_file("vk", volume_key.expose_secret())?;
+        match scratch_file("pass", pass.as_bytes()) {
+            Ok(passphrase) => Ok(Self {
+                volume_key,
+                passphrase,
+            }),
+            Err(e) => {
+                wipe(&volume_key);
+                Err(e)
+            }
+        }
+    }
+
+    /// The options every new keybound header gets: LUKS2, the profile's cipher and key size,
+    /// the state's UUID and label, and the temporary keyslot 0 with a minimal PBKDF (it is
+    /// destroyed after enrolment).
+    pub(super) fn header_options(&self, plan: &Plan, state: &State) -> Vec<String> {
+        let mut options: Vec<String> = [
+            "--type",
+            "luks2",
+            "--cipher",
+            &plan.profile.cipher_spec(),
+            "--key-size",
+            &(plan.profile.key_bytes() * 8).to_string(),
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--label",
+            "keybound-root",
+            "--uuid",
+            &state.uuid,
+            "--key-slot",
+            "0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (flag, file) in [
+            ("--volume-key-file", &self.volume_key),
+            ("--key-file", &self.passphrase),
+        ] {
+            options.push(flag.into());
+            options.push(file.to_string_lossy().into_owned());
+        }
+        options
+    }
+}
+
+impl Drop for NewHeaderKeys {
+    fn drop(&mut self) {
+        wipe(&self.volume_key);
+        wipe(&self.passphrase);
+    }
+}
+
 /// `cryptsetup reencrypt --encrypt` under a fresh volume key, keyslot 0 for `pass`.
 fn encrypt(root: &Path, plan: &Plan, state: &State, pass: &str) -> Result<(), String> {
-    let volume_key =
-        VolumeKey::generate(plan.profile.key_bytes()).map_err(|e| format!("provisioning: {e}"))?;
-    let vk_file = scratch_file("vk", volume_key.expose_secret())?;
-    let pass_file = match scratch_file("pass", pass.as_bytes()) {
-        Ok(f) => f,
-        Err(e) => {
-            wipe(&vk_file);
-            return Err(e);
-        }
-    };
-    let key_bits = (plan.profile.key_bytes() * 8).to_string();
-    let cipher = plan.profile.cipher_spec();
-    let dev = root.to_string_lossy().into_owned();
+    let keys = NewHeaderKeys::new(plan, pass)?;
+    let mut args: Vec<String> = vec!["reencrypt".into(), "--encrypt".into()];
+    args.extend(keys.header_options(plan, state));
+    for option in ["--reduce-device-size", "32M", "--resilience", "checksum"] {
+        args.push(option.into());
+    }
+    args.push(root.to_string_lossy().into_owned());
     console::say("keybound-init: provisioning: reencrypt started");
-    let result = reencrypt(&[
-        "reencrypt",
-        "--encrypt",
-        "--type",
-        "luks2",
-        "--cipher",
-        &cipher,
-        "--key-size",
-        &key_bits,
-        "--reduce-device-size",
-        "32M",
-        "--resilience",
-        "checksum",
-        "--pbkdf",
-        "pbkdf2",
-        "--pbkdf-force-iterations",
-        "1000",
-        "--label",
-        "keybound-root",
-        "--uuid",
-        &state.uuid,
-        "--volume-key-file",
-        &vk_file.to_string_lossy(),
-        "--key-file",
-        &pass_file.to_string_lossy(),
-        "--key-slot",
-        "0",
-        &dev,
-    ]);
-    wipe(&vk_file);
-    wipe(&pass_file);
-    result
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    reencrypt(&args)
 }
 
 /// Runs `cryptsetup` with progress lines every 2 s (not `--batch-mode`, which silences them;
