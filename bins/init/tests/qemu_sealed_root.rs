@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use board::Board;
+use board::{Board, Mark};
 use card::Card;
 use guest_image::{BuiltImage, Profile, Progress};
 use qemu_runner::{QemuBoard, QemuBoardConfig, ZymkeyModule};
@@ -72,16 +72,34 @@ fn host_zymkey(module: &ZymkeyModule) -> zymkey::Zymkey {
 }
 
 fn board(image: &BuiltImage, name: &str, dir: &Path, module: &ZymkeyModule) -> QemuBoard {
+    let card = Card::overlay(&image.card, "raw", dir.join(format!("{name}-card.qcow2"))).unwrap();
+    board_with_card(image, name, dir, module, card)
+}
+
+/// A board of the test image (its host key, the maintenance channel) wired to `module`, with
+/// `card` in the slot.
+fn board_with_card(
+    image: &BuiltImage,
+    name: &str,
+    dir: &Path,
+    module: &ZymkeyModule,
+    card: Card,
+) -> QemuBoard {
     let mut config = QemuBoardConfig::new(name, dir.join(name), image.manifest.host_key.clone());
     config.maintenance_key = Some(guest_image::maintenance_key(&repo()));
     config.zymkey_socket = Some(module.guest_socket().to_path_buf());
     let mut board = QemuBoard::new(config).unwrap();
+    board.insert_card(card).unwrap();
     board
-        .insert_card(
-            Card::overlay(&image.card, "raw", dir.join(format!("{name}-card.qcow2"))).unwrap(),
-        )
-        .unwrap();
+}
+
+/// Waits for the guest's console line matching `pattern` after `from`; on failure panics with
+/// the console's last lines. The matched text and where it was.
+fn expect_line(board: &QemuBoard, from: Mark, pattern: &str, timeout: Duration) -> (String, Mark) {
     board
+        .console()
+        .expect_guest_after(from, pattern, timeout)
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)))
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -670,14 +688,12 @@ fn qemu_power_cut_during_in_place_encryption_resumes_with_the_same_files() {
         )
         .unwrap();
     board.throttle_card(2 << 20).unwrap();
-    board
-        .console()
-        .expect_guest_after(
-            started,
-            "keybound-init: provisioning: encrypted ",
-            Duration::from_secs(300),
-        )
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    expect_line(
+        &board,
+        started,
+        "keybound-init: provisioning: encrypted ",
+        Duration::from_secs(300),
+    );
     board.power_cut().unwrap();
 
     let dump = root_luks_dump(&board, dir.path(), "cut-root.img");
@@ -734,23 +750,19 @@ fn qemu_power_cut_during_in_place_encryption_resumes_with_the_same_files() {
     // Next boot: resumes and finishes.
     let mark = board.console().mark();
     board.power_on().unwrap();
-    let (_, resuming) = board
-        .console()
-        .expect_guest_after(
-            mark,
-            "keybound-init: provisioning: resuming the interrupted encryption",
-            BOOT_TIMEOUT,
-        )
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    let (_, resuming) = expect_line(
+        &board,
+        mark,
+        "keybound-init: provisioning: resuming the interrupted encryption",
+        BOOT_TIMEOUT,
+    );
     let resume_started = std::time::Instant::now();
-    board
-        .console()
-        .expect_guest_after(
-            resuming,
-            "keybound-init: provisioning: done",
-            Duration::from_secs(900),
-        )
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    expect_line(
+        &board,
+        resuming,
+        "keybound-init: provisioning: done",
+        Duration::from_secs(900),
+    );
     let resume_took = resume_started.elapsed();
     board
         .console()
@@ -819,14 +831,12 @@ fn qemu_power_cut_during_key_rotation_is_finished_by_the_next_boot() {
              </dev/null >/dev/console 2>&1 & echo started"
         ))
         .unwrap();
-    let (seen, _) = board
-        .console()
-        .expect_guest_after(
-            mark,
-            "keybound rotate: re-encrypted [0-9]+%|rotate-exit=",
-            Duration::from_secs(600),
-        )
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    let (seen, _) = expect_line(
+        &board,
+        mark,
+        "keybound rotate: re-encrypted [0-9]+%|rotate-exit=",
+        Duration::from_secs(600),
+    );
     assert!(
         !seen.contains("rotate-exit="),
         "the rotation ended before the cut: {}",
@@ -840,18 +850,13 @@ fn qemu_power_cut_during_key_rotation_is_finished_by_the_next_boot() {
 
     let mark = board.console().mark();
     board.power_on().unwrap();
-    let (_, finished) = board
-        .console()
-        .expect_guest_after(
-            mark,
-            "keybound-init: finished an interrupted key rotation",
-            Duration::from_secs(900),
-        )
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
-    board
-        .console()
-        .expect_guest_after(finished, "keybound-guest: sshd ready", BOOT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    let (_, finished) = expect_line(
+        &board,
+        mark,
+        "keybound-init: finished an interrupted key rotation",
+        Duration::from_secs(900),
+    );
+    expect_line(&board, finished, "keybound-guest: sshd ready", BOOT_TIMEOUT);
     let after = root_checksums(&board);
     let diff = checksum_differences(&before, &after);
     assert!(diff.is_empty(), "root files changed: {diff:#?}");
@@ -983,15 +988,7 @@ fn qemu_fresh_provisioning_formats_root_from_the_vendors_image() {
     let (module, _s) = zymkey_module(dir.path(), "module");
     let recipient = age::x25519::Identity::generate().to_public().to_string();
     let (card, staged, image_fs_bytes) = fresh_card(&image, dir.path(), &recipient);
-    let mut config = QemuBoardConfig::new(
-        "fresh",
-        dir.path().join("fresh"),
-        image.manifest.host_key.clone(),
-    );
-    config.maintenance_key = Some(guest_image::maintenance_key(&repo()));
-    config.zymkey_socket = Some(module.guest_socket().to_path_buf());
-    let mut board = QemuBoard::new(config).unwrap();
-    board.insert_card(card).unwrap();
+    let mut board = board_with_card(&image, "fresh", dir.path(), &module, card);
     attach(&module, &board);
 
     // A damaged image (its digest in the plan no longer matches): refused, nothing written.
@@ -1014,14 +1011,12 @@ fn qemu_fresh_provisioning_formats_root_from_the_vendors_image() {
         .unwrap();
     let mark = board.console().mark();
     board.power_on().unwrap();
-    board
-        .console()
-        .expect_guest_after(
-            mark,
-            "keybound: provisioning refused: root image keybound-root.img does not match the plan's SHA-256",
-            BOOT_TIMEOUT,
-        )
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    expect_line(
+        &board,
+        mark,
+        "keybound: provisioning refused: root image keybound-root.img does not match the plan's SHA-256",
+        BOOT_TIMEOUT,
+    );
     // Root is still empty: the boot fails closed and the board powers itself off.
     wait_powered_off(&mut board);
     let card = board.card().unwrap();
@@ -1040,22 +1035,24 @@ fn qemu_fresh_provisioning_formats_root_from_the_vendors_image() {
         .unwrap();
     let mark = board.console().mark();
     board.power_on().unwrap();
-    let (_, formatted) = board
-        .console()
-        .expect_guest_after(mark, "keybound-init: provisioning: formatted", BOOT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
-    board
-        .console()
-        .expect_guest_after(
-            formatted,
-            "keybound-init: provisioning: done",
-            Duration::from_secs(600),
-        )
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
-    board
-        .console()
-        .expect_guest_after(formatted, "keybound-guest: sshd ready", BOOT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", board.console().tail(30)));
+    let (_, formatted) = expect_line(
+        &board,
+        mark,
+        "keybound-init: provisioning: formatted",
+        BOOT_TIMEOUT,
+    );
+    expect_line(
+        &board,
+        formatted,
+        "keybound-init: provisioning: done",
+        Duration::from_secs(600),
+    );
+    expect_line(
+        &board,
+        formatted,
+        "keybound-guest: sshd ready",
+        BOOT_TIMEOUT,
+    );
     let marker = board.maintenance_exec("cat /root/fresh-marker").unwrap();
     assert_eq!(marker.trim(), MARKER);
     let status = board.maintenance_exec("keybound status").unwrap();

@@ -210,7 +210,7 @@ fn format_and_fill(
     closed
 }
 
-/// Opens the new volume with the temporary passphrase as [`MAPPING`].
+/// Opens the new volume with the temporary passphrase (its keyslot) as [`MAPPING`].
 fn open(root: &Path, pass: &str) -> Result<(), String> {
     use libcryptsetup_rs::consts::flags::CryptActivate;
     use libcryptsetup_rs::consts::vals::EncryptionFormat;
@@ -223,7 +223,7 @@ fn open(root: &Path, pass: &str) -> Result<(), String> {
     dev.activate_handle()
         .activate_by_passphrase(
             Some(MAPPING),
-            Some(0),
+            Some(in_place::TEMP_KEYSLOT),
             pass.as_bytes(),
             CryptActivate::empty(),
         )

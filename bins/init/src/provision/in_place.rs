@@ -32,7 +32,7 @@ const HEADER_ROOM: u64 = 32 << 20;
 /// Scratch for the volume key and temporary passphrase files (the initramfs is RAM).
 const SCRATCH: &str = "/run/keybound-provision";
 /// The temporary keyslot the encryption creates.
-const TEMP_KEYSLOT: u32 = 0;
+pub(super) const TEMP_KEYSLOT: u32 = 0;
 
 /// Proof that root's filesystem is clean and has room for the LUKS2 header: only
 /// [`check_room`] makes one, and [`start`] needs one.
@@ -258,7 +258,7 @@ impl NewHeaderKeys {
             "--uuid",
             &state.uuid,
             "--key-slot",
-            "0",
+            &TEMP_KEYSLOT.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
