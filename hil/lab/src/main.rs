@@ -15,6 +15,7 @@ mod qemu_target;
 mod qemu_token;
 mod rig_target;
 mod scenario_cmd;
+mod warm_up;
 
 /// The keybound lab: build guest images, boot boards, run scenarios, measure.
 #[derive(Parser)]

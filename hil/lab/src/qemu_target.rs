@@ -95,6 +95,32 @@ impl QemuTarget {
         })
     }
 
+    /// The manifest of the image the boards' cards come from.
+    pub(crate) fn manifest(&self) -> &guest_image::ImageManifest {
+        &self.image.manifest
+    }
+
+    /// The provisioned-card cache key a `provision` step uses for a pristine board `name`
+    /// declared as `spec`, and whether the cache holds that card already (waiting while another
+    /// run makes it). `None`: the board cannot be provisioned (no Zymkey, no vendor identity).
+    pub(crate) fn provisioned_entry(&self, name: &str, spec: &BoardSpec) -> Option<(String, bool)> {
+        // The board's id comes from its name, as create_board's config makes it.
+        let board_id = QemuBoardConfig::new(name, PathBuf::new(), "").board_serial;
+        let key = self.shared_provision_inputs()?.cache_key(&board_id, spec)?;
+        let cached = self
+            .cache
+            .lock(&key)
+            .is_ok_and(|lock| self.cache.get(&key, &lock).is_some());
+        Some((key, cached))
+    }
+
+    /// The run's provisioning inputs, read on first use (`None`: the vendor identity is missing).
+    fn shared_provision_inputs(&self) -> Option<Arc<ProvisionInputs>> {
+        self.provision
+            .get_or_init(|| self.provision_inputs().ok().map(Arc::new))
+            .clone()
+    }
+
     /// The run's vendor key for signed boot (RSA-2048, generated once per run).
     fn boot_key(&self) -> Result<&Arc<BootKey>, StepError> {
         if let Some(key) = self.boot_key.get() {
@@ -103,6 +129,14 @@ impl QemuTarget {
         let key = BootKey::generate()
             .map_err(|e| StepError::Failed(format!("generating the vendor boot key: {e}")))?;
         Ok(self.boot_key.get_or_init(|| Arc::new(key)))
+    }
+}
+
+/// `keybound provision --profile`'s name for a board profile.
+fn profile_name(profile: BoardProfile) -> &'static str {
+    match profile {
+        BoardProfile::Pi4 => "pi4",
+        BoardProfile::Pi5 => "pi5",
     }
 }
 
@@ -118,6 +152,28 @@ struct ProvisionInputs {
     recipient: String,
     /// The vendor's identity file (TEST-ONLY).
     identity: PathBuf,
+}
+
+impl ProvisionInputs {
+    /// The provisioned-card cache key of the board with id `board_id` declared as `spec`:
+    /// everything that shapes its provisioned card (`None`: no Zymkey, nothing to seal with).
+    fn cache_key(&self, board_id: &str, spec: &BoardSpec) -> Option<String> {
+        let zymkey = spec.zymkey.as_ref()?;
+        Some(ProvisionedCache::key(&[
+            &self.image,
+            board_id,
+            &format!("{:?}", zymkey.binding),
+            profile_name(spec.profile),
+            &self.recipient,
+            &self.emulator,
+            zymkey.perimeter.as_deref().unwrap_or(""),
+            if spec.signed_boot {
+                "signed"
+            } else {
+                "unsigned"
+            },
+        ]))
+    }
 }
 
 impl Target for QemuTarget {
@@ -222,13 +278,8 @@ impl Target for QemuTarget {
             pid: Arc::new(AtomicI32::new(0)),
             refused: false,
             pristine: spec.card == CardSlot::Fresh,
-            binding: spec.zymkey.as_ref().map(|z| z.binding),
-            perimeter: spec.zymkey.as_ref().and_then(|z| z.perimeter.clone()),
-            profile: spec.profile,
-            provision: self
-                .provision
-                .get_or_init(|| self.provision_inputs().ok().map(Arc::new))
-                .clone(),
+            spec: spec.clone(),
+            provision: self.shared_provision_inputs(),
             provisioned_secrets: Vec::new(),
             plugged_hidraw: 0,
             detached: false,
@@ -266,11 +317,8 @@ struct QemuScenarioBoard {
     /// The card in the slot is the image's, untouched (a provisioned copy may come from the
     /// cache).
     pristine: bool,
-    /// The module's binding mode, if the board has one.
-    binding: Option<Binding>,
-    /// The perimeter policy provisioning arms.
-    perimeter: Option<String>,
-    profile: BoardProfile,
+    /// The board as the scenario declares it (Zymkey binding and perimeter, profile, signed boot).
+    spec: BoardSpec,
     provision: Option<Arc<ProvisionInputs>>,
     /// What the harness learnt when it provisioned this board's card (searched for by scans).
     provisioned_secrets: Vec<Secret>,
@@ -791,27 +839,15 @@ impl ScenarioBoard for QemuScenarioBoard {
                 "the vendor's TEST-ONLY identity {VENDOR_IDENTITY} is missing or unreadable"
             ))
         })?;
-        let binding = self.binding.ok_or_else(|| {
-            StepError::Failed(format!("{} has no Zymkey to seal the root with", self.name))
-        })?;
-        let profile = match self.profile {
-            BoardProfile::Pi4 => "pi4",
-            BoardProfile::Pi5 => "pi5",
+        let (Some(zymkey), Some(key)) = (
+            self.spec.zymkey.clone(),
+            inputs.cache_key(&self.board_id(), &self.spec),
+        ) else {
+            return Err(StepError::Failed(format!(
+                "{} has no Zymkey to seal the root with",
+                self.name
+            )));
         };
-        let key = ProvisionedCache::key(&[
-            &inputs.image,
-            &self.board_id(),
-            &format!("{binding:?}"),
-            profile,
-            &inputs.recipient,
-            &inputs.emulator,
-            self.perimeter.as_deref().unwrap_or(""),
-            if self.boot_key.is_some() {
-                "signed"
-            } else {
-                "unsigned"
-            },
-        ]);
         let lock = inputs
             .cache
             .lock(&key)
@@ -833,13 +869,17 @@ impl ScenarioBoard for QemuScenarioBoard {
             }
         }
         let cacheable = self.pristine;
-        let mut args = format!("--recipient {} --profile {profile}", inputs.recipient);
-        if let Some(perimeter) = &self.perimeter {
+        let mut args = format!(
+            "--recipient {} --profile {}",
+            inputs.recipient,
+            profile_name(self.spec.profile)
+        );
+        if let Some(perimeter) = &zymkey.perimeter {
             args.push_str(&format!(" --perimeter {perimeter}"));
         }
         // A vendor shipping production modules demands it in the plan: keybound-init then
         // refuses to seal to a module whose tab is intact.
-        if binding == Binding::Production {
+        if zymkey.binding == Binding::Production {
             args.push_str(" --binding production");
         }
         self.provision_in_guest(&args, deadline)?;

@@ -237,12 +237,16 @@ fn remove_cards(dir: &Path) {
     }
 }
 
+/// A run's target, and the same target as a QEMU one when it is (for the warm-up pass).
+type Targets = (Arc<dyn Target>, Option<Arc<QemuTarget>>);
+
+/// The target `spec` names (`qemu` or `rig:NAME`).
 fn make_target(
     repo: &Path,
     spec: &str,
     rig_file: Option<&Path>,
     no_build: bool,
-) -> anyhow::Result<(Arc<dyn Target>, Option<guest_image::ImageManifest>)> {
+) -> anyhow::Result<Targets> {
     match spec.split_once(':') {
         None if spec == "qemu" => {
             if !no_build {
@@ -260,8 +264,8 @@ fn make_target(
             } else {
                 crate::image_cmd::build_image(repo, guest_image::Profile::Test, false)?
             };
-            let manifest = image.manifest.clone();
-            Ok((Arc::new(QemuTarget::new(image, repo)), Some(manifest)))
+            let qemu = Arc::new(QemuTarget::new(image, repo));
+            Ok((qemu.clone(), Some(qemu)))
         }
         Some(("rig", name)) if !name.is_empty() => {
             Ok((Arc::new(RigTarget::new(repo, name, rig_file)?), None))
@@ -301,7 +305,8 @@ pub(crate) fn run(repo: &Path, args: RunArgs) -> anyhow::Result<bool> {
         args.rig_file.is_none() || args.target.starts_with("rig:"),
         "--rig-file is for --target rig:NAME"
     );
-    let (target, image) = make_target(repo, &args.target, args.rig_file.as_deref(), args.no_build)?;
+    let (target, qemu) = make_target(repo, &args.target, args.rig_file.as_deref(), args.no_build)?;
+    let image = qemu.as_ref().map(|q| q.manifest().clone());
     // A rig's boards are physical: one scenario at a time.
     let jobs = if target.is_emulated() { args.jobs } else { 1 };
     let options = RunOptions {
@@ -309,6 +314,7 @@ pub(crate) fn run(repo: &Path, args: RunArgs) -> anyhow::Result<bool> {
         junit: args.junit,
         report: args.report,
         save_bundle: args.save_bundle,
+        warm_up: qemu,
     };
     run_scenarios(repo, scenarios, target, image, options, wall)
 }
@@ -331,6 +337,7 @@ pub(crate) fn repro(repo: &Path, args: ReproArgs) -> anyhow::Result<bool> {
         junit: None,
         report: args.report,
         save_bundle: None,
+        warm_up: None,
     };
     run_scenarios(repo, scenarios, target, Some(manifest), options, wall)
 }
@@ -341,6 +348,8 @@ struct RunOptions {
     junit: Option<PathBuf>,
     report: Option<PathBuf>,
     save_bundle: Option<PathBuf>,
+    /// Make the provisioned cards the scenarios start from before they start (QEMU target).
+    warm_up: Option<Arc<QemuTarget>>,
 }
 
 fn run_scenarios(
@@ -361,6 +370,15 @@ fn run_scenarios(
         args.jobs.max(1),
         dir.display()
     );
+    let warm_up = args.warm_up.as_ref().map(|qemu| {
+        let warm_dir = dir.join("warm-up");
+        let done = crate::warm_up::run(qemu, &scenarios, args.jobs.max(1), &warm_dir);
+        if done.failed.is_empty() {
+            remove_cards(&warm_dir);
+        }
+        eprintln!("{}", done.summary());
+        done
+    });
     let bars = Arc::new(Bars::new(scenarios.len()));
     let observer: Arc<dyn Observer> = bars.clone();
     let results = engine::run_all(
@@ -463,6 +481,9 @@ fn run_scenarios(
         results.len(),
         wall.as_secs_f64()
     );
+    if let Some(warm_up) = &warm_up {
+        println!("{}", warm_up.summary());
+    }
     println!("scenarios: {passed} passed, {failed} failed, {skipped} skipped");
     Ok(failed == 0 && unallowed.is_empty())
 }
