@@ -39,7 +39,7 @@ pub use error::ImageError;
 pub use kernel_files::{GuestKernel, guest_kernel};
 pub use manifest::{ImageManifest, ManifestDiff, PackageEntry};
 pub use progress::Progress;
-pub use recipe::{Binary, InitramfsInit, Profile, Recipe, Stage};
+pub use recipe::{Binary, InitramfsInit, Profile, Recipe, RepoFile, Stage};
 
 use std::path::{Path, PathBuf};
 

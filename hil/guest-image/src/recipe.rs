@@ -50,6 +50,36 @@ pub struct Recipe {
     /// Guest accounts.
     #[serde(default)]
     pub users: Vec<User>,
+    /// Files from the repository put in the root as they are.
+    #[serde(default)]
+    pub files: Vec<RepoFile>,
+}
+
+/// A file from the repository and its place in the root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoFile {
+    /// Path relative to the repository.
+    pub src: String,
+    /// Absolute destination in the guest.
+    pub dest: String,
+    /// File mode, octal text (e.g. `"0755"`).
+    pub mode: String,
+}
+
+impl RepoFile {
+    /// The mode as a number, or why it is not one.
+    pub fn mode_bits(&self) -> Result<u32, String> {
+        u32::from_str_radix(&self.mode, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| {
+                format!(
+                    "file {:?}: mode {:?} is not an octal file mode",
+                    self.src, self.mode
+                )
+            })
+    }
 }
 
 /// Kernel modules by boot stage.
@@ -60,6 +90,11 @@ pub struct Modules {
     pub initramfs: Vec<String>,
     /// Loaded by the root filesystem's boot script.
     pub root: Vec<String>,
+    /// Put in the root as a Debian module tree (`/lib/modules/<release>/kernel/…` with
+    /// `modules.order` and `modules.builtin*`), with their dependencies, for Debian tools that
+    /// expect one (initramfs-tools in the Raspberry Pi OS mode); `depmod` runs in the guest.
+    #[serde(default)]
+    pub tree: Vec<String>,
 }
 
 /// The initramfs's /init.
@@ -167,6 +202,21 @@ impl Recipe {
                 )));
             }
         }
+        for f in &recipe.files {
+            if !f.dest.starts_with('/') || f.dest.contains("..") {
+                return Err(err(format!(
+                    "file {:?}: dest {:?} must be an absolute path",
+                    f.src, f.dest
+                )));
+            }
+            if f.src.starts_with('/') || f.src.contains("..") {
+                return Err(err(format!(
+                    "file {:?}: src must be a path inside the repository",
+                    f.src
+                )));
+            }
+            f.mode_bits().map_err(err)?;
+        }
         Ok(recipe)
     }
 }
@@ -180,6 +230,31 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/guest/recipe.toml");
         let recipe = Recipe::load(&path).unwrap();
         assert!(recipe.packages.iter().any(|p| p == "openssh-server"));
+    }
+
+    #[test]
+    fn repository_files_need_an_inside_source_an_absolute_destination_and_an_octal_mode() {
+        let base = "suite = \"bookworm\"\nmirrors = []\nkernel_package = \"k\"\npackages = [\"a\"]\n[modules]\ninitramfs = []\nroot = []\n[initramfs]\ninit = \"busybox\"\n[card]\nboot_mib = 256\nroot_free_mib = 16\n";
+        let with = |src: &str, dest: &str, mode: &str| {
+            Recipe::parse(
+                &format!(
+                    "{base}[[files]]\nsrc = \"{src}\"\ndest = \"{dest}\"\nmode = \"{mode}\"\n"
+                ),
+                Path::new("r.toml"),
+            )
+        };
+        let ok = with("fixtures/a", "/etc/a", "0755").unwrap();
+        assert_eq!(ok.files[0].mode_bits(), Ok(0o755));
+        for (src, dest, mode, says) in [
+            ("fixtures/a", "etc/a", "0644", "absolute"),
+            ("../a", "/etc/a", "0644", "inside the repository"),
+            ("/etc/shadow", "/etc/a", "0644", "inside the repository"),
+            ("fixtures/a", "/etc/a", "rwx", "octal"),
+            ("fixtures/a", "/etc/a", "17777", "octal"),
+        ] {
+            let err = with(src, dest, mode).unwrap_err().to_string();
+            assert!(err.contains(says) && err.contains("r.toml"), "{err}");
+        }
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub(crate) fn require_root() -> Result<(), ImageError> {
 }
 
 /// Paths dropped from the root filesystem: documentation, caches, the kernel's own files.
+/// Changes whenever this module changes what it puts in a root built from the same inputs (the
+/// cache key covers inputs, not this code). 3: a module tree comes with the kernel's config.
+const ROOT_LAYOUT: &str = "3";
+
 const TRIM: &[&str] = &[
     "boot",
     "usr/share/doc",
@@ -135,7 +139,9 @@ pub(crate) fn build_root(
         )
         .add("boot", &boot.key)
         .add("modules", recipe.modules.root.join(","))
+        .add("module-tree", recipe.modules.tree.join(","))
         .add("free", recipe.card.root_free_mib.to_string())
+        .add("layout", ROOT_LAYOUT)
         .add(
             "users",
             serde_json::to_string(&recipe.users).expect("serialises"),
@@ -147,6 +153,10 @@ pub(crate) fn build_root(
     }
     for (_, _, entry) in &binaries {
         key = key.add(&entry.dest, &entry.sha256);
+    }
+    for f in &recipe.files {
+        let src = options.repo.join(&f.src);
+        key = key.add(&f.dest, format!("{} {}", sha256_file(&src)?, f.mode));
     }
     let key = key.finish();
     let image = cache.entry("root", &format!("{key}.ext4"))?;
@@ -191,6 +201,17 @@ pub(crate) fn build_root(
     for (b, src, _) in &binaries {
         let dest = root.join(b.dest.trim_start_matches('/'));
         install_file(src, &dest, 0o755)?;
+    }
+    for f in &recipe.files {
+        let mode = f.mode_bits().map_err(|message| ImageError::Recipe {
+            path: options.repo.join("fixtures/guest/recipe.toml"),
+            message,
+        })?;
+        install_file(
+            &options.repo.join(&f.src),
+            &root.join(f.dest.trim_start_matches('/')),
+            mode,
+        )?;
     }
     for (dir, mode) in [
         ("run", 0o755),
@@ -299,7 +320,45 @@ fn add_root_modules(
         install_file(path, &dir.join(format!("{name}.ko")), 0o644)?;
         list.push_str(&format!("{name}.ko\n"));
     }
-    fs::write(dir.join("load.list"), list).map_err(ImageError::io("writing", &dir))
+    fs::write(dir.join("load.list"), list).map_err(ImageError::io("writing", &dir))?;
+    add_module_tree(&kdir, root, &index, &recipe.modules.tree)
+}
+
+/// The Debian module tree for `wanted` (and their dependencies): each module at its path in the
+/// kernel package, plus the package's `modules.order`, `modules.builtin*` and
+/// `/boot/config-<release>`. No `modules.dep`:
+/// there is no arm64 depmod on the host, so the guest runs `depmod`.
+fn add_module_tree(
+    kdir: &Path,
+    root: &Path,
+    index: &ModuleIndex,
+    wanted: &[String],
+) -> Result<(), ImageError> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let rel_base = Path::new("lib/modules").join(index.release());
+    let from = kdir.join(&rel_base);
+    let to = root.join(&rel_base);
+    for (_, path) in index.resolve(wanted, &BTreeSet::new())? {
+        let rel = path
+            .strip_prefix(&from)
+            .map_err(|_| ImageError::BadModule(path.clone(), "outside the module tree".into()))?;
+        install_file(&path, &to.join(rel), 0o644)?;
+    }
+    for name in [
+        "modules.order",
+        "modules.builtin",
+        "modules.builtin.modinfo",
+    ] {
+        let file = from.join(name);
+        if file.exists() {
+            install_file(&file, &to.join(name), 0o644)?;
+        }
+    }
+    // The kernel's build configuration, where Debian keeps it (mkinitramfs reads it).
+    let config = format!("boot/config-{}", index.release());
+    install_file(&kdir.join(&config), &root.join(&config), 0o644)
 }
 
 fn link(root: &Path, target: &str, at: &str) -> Result<(), ImageError> {
@@ -335,6 +394,11 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<(), ImageError> {
             copy_tree(&from, &to)?;
         } else if meta.file_type().is_symlink() {
             let target = fs::read_link(&from).map_err(ImageError::io("reading", &from))?;
+            // A package may ship as a directory what its maintainer script turns into a link
+            // (base-files' /var/run): the overlay's link replaces it if it is empty.
+            if fs::symlink_metadata(&to).is_ok_and(|m| m.is_dir()) {
+                fs::remove_dir(&to).map_err(ImageError::io("replacing with a link", &to))?;
+            }
             let _ = fs::remove_file(&to);
             symlink(target, &to).map_err(ImageError::io("linking", &to))?;
         } else {
