@@ -983,36 +983,11 @@ impl ScenarioBoard for QemuScenarioBoard {
     }
 
     fn attacker_loot(&mut self) -> Vec<Loot> {
-        let Ok(module) = self.module() else {
-            return Vec::new();
-        };
-        let Ok(reply) = module.control(json!({"cmd": "bus-trace-read"})) else {
-            return Vec::new();
-        };
-        // What a sniffer decodes with the (documented) wire format: the data the module sent.
-        let mut loot = Vec::new();
-        for entry in reply["entries"].as_array().into_iter().flatten() {
-            if entry["dir"] != "module-to-host" {
-                continue;
-            }
-            let Some(body) = entry["hex"].as_str().and_then(|h| hex::decode(h).ok()) else {
-                continue;
-            };
-            if let Ok(zk_app_utils::wire::FromModule::Response {
-                result: Ok(zk_app_utils::wire::Reply::Bytes(bytes)),
-                ..
-            }) = zk_app_utils::wire::FromModule::decode(&body)
-            {
-                loot.push(Loot {
-                    label: format!(
-                        "{}'s Zymkey bus (frame {})",
-                        self.name,
-                        entry["seq"].as_u64().unwrap_or_default()
-                    ),
-                    bytes: bytes.to_vec(),
-                });
-            }
-        }
+        let mut loot = self
+            .transcript()
+            .map(|path| console_loot(&self.name, &path))
+            .unwrap_or_default();
+        loot.extend(self.bus_loot());
         loot
     }
 
@@ -1047,5 +1022,96 @@ impl ScenarioBoard for QemuScenarioBoard {
                 );
             }
         })
+    }
+}
+
+impl QemuScenarioBoard {
+    /// What a sniffer on the Zymkey bus decodes with the (documented) wire format: the data the
+    /// module sent.
+    fn bus_loot(&mut self) -> Vec<Loot> {
+        let Ok(module) = self.module() else {
+            return Vec::new();
+        };
+        let Ok(reply) = module.control(json!({"cmd": "bus-trace-read"})) else {
+            return Vec::new();
+        };
+        let mut loot = Vec::new();
+        for entry in reply["entries"].as_array().into_iter().flatten() {
+            if entry["dir"] != "module-to-host" {
+                continue;
+            }
+            let Some(body) = entry["hex"].as_str().and_then(|h| hex::decode(h).ok()) else {
+                continue;
+            };
+            if let Ok(zk_app_utils::wire::FromModule::Response {
+                result: Ok(zk_app_utils::wire::Reply::Bytes(bytes)),
+                ..
+            }) = zk_app_utils::wire::FromModule::decode(&body)
+            {
+                loot.push(Loot {
+                    label: format!(
+                        "{}'s Zymkey bus (frame {})",
+                        self.name,
+                        entry["seq"].as_u64().unwrap_or_default()
+                    ),
+                    bytes: bytes.to_vec(),
+                });
+            }
+        }
+        loot
+    }
+}
+
+/// What someone at the board's serial console read off it: every run of exactly 64 hex digits
+/// (a 32-byte key as `od`/`xxd` print it) in the console transcript.
+fn console_loot(board: &str, transcript: &Path) -> Vec<Loot> {
+    let Ok(text) = std::fs::read_to_string(transcript) else {
+        return Vec::new();
+    };
+    let run = regex::Regex::new(r"(?:^|[^0-9A-Fa-f])([0-9A-Fa-f]{64})(?:[^0-9A-Fa-f]|$)")
+        .expect("a valid regex");
+    text.lines()
+        .enumerate()
+        .flat_map(|(n, line)| {
+            run.captures_iter(line)
+                .filter_map(|c| hex::decode(&c[1]).ok())
+                .map(move |bytes| Loot {
+                    label: format!("{board}'s serial console (transcript line {})", n + 1),
+                    bytes,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_loot_is_every_run_of_exactly_64_hex_digits_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let transcript = dir.path().join("console.log");
+        let key = "0123456789abcdef".repeat(4);
+        std::fs::write(
+            &transcript,
+            format!(
+                "[   1.000] / # keyscript | od\n[   1.100] {key}\n[   1.200] {key}ff too long\n[   1.300] {} too short\n[   1.400] sha256={}\n",
+                &key[1..],
+                key.to_uppercase()
+            ),
+        )
+        .unwrap();
+        let loot = console_loot("victim", &transcript);
+        let labels: Vec<&str> = loot.iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "victim's serial console (transcript line 2)",
+                "victim's serial console (transcript line 5)"
+            ]
+        );
+        assert!(loot.iter().all(|l| l.bytes == hex::decode(&key).unwrap()));
+        assert!(console_loot("victim", &dir.path().join("missing.log")).is_empty());
     }
 }

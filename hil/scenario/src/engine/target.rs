@@ -250,7 +250,8 @@ pub trait ScenarioBoard: Send {
             "this target cannot record the Zymkey bus".into(),
         ))
     }
-    /// What attackers captured on this board so far (candidate keys from a sniffed bus).
+    /// What attackers captured on this board so far (candidate keys from a sniffed bus, or read
+    /// off its console).
     fn attacker_loot(&mut self) -> Vec<Loot> {
         Vec::new()
     }
