@@ -84,11 +84,11 @@ pub(crate) fn require_root() -> Result<(), ImageError> {
     }
 }
 
-/// Paths dropped from the root filesystem: documentation, caches, the kernel's own files.
 /// Changes whenever this module changes what it puts in a root built from the same inputs (the
 /// cache key covers inputs, not this code). 3: a module tree comes with the kernel's config.
 const ROOT_LAYOUT: &str = "3";
 
+/// Paths dropped from the root filesystem: documentation, caches, the kernel's own files.
 const TRIM: &[&str] = &[
     "boot",
     "usr/share/doc",
@@ -326,8 +326,8 @@ fn add_root_modules(
 
 /// The Debian module tree for `wanted` (and their dependencies): each module at its path in the
 /// kernel package, plus the package's `modules.order`, `modules.builtin*` and
-/// `/boot/config-<release>`. No `modules.dep`:
-/// there is no arm64 depmod on the host, so the guest runs `depmod`.
+/// `/boot/config-<release>`. No `modules.dep`: there is no arm64 depmod on the host, so the
+/// guest runs `depmod`.
 fn add_module_tree(
     kdir: &Path,
     root: &Path,
