@@ -48,9 +48,12 @@ fn console_login(g: &Guest, password: &str) -> ConsoleLogin {
         exchange.push(line.text.clone());
     }
     if granted {
+        // The verdict may have matched a motd line cut short after its `#` ("… #1 SMP …", from
+        // Debian's update-motd): the line is then typed before the shell prompts, the terminal
+        // echoes it at once, and the output follows the prompt on its line ("$ tech").
         console.send("id -un; exit\n").unwrap();
         console
-            .expect_guest_after(after, &format!("^{TEST_USER}\\s*$"), limit)
+            .expect_guest_after(after, &format!("(^|[$#] ){TEST_USER}\\s*$"), limit)
             .expect("the console shell ran id -un");
     } else {
         exchange.push(verdict);
