@@ -475,9 +475,13 @@ fn console_login(
     let granted = !line.contains("Login incorrect");
     let mut stdout = String::new();
     if granted {
+        // Typed before the shell prompts (the verdict can be a motd line cut short after its
+        // `#`), the output follows the prompt on its line: "$ tech".
         console.send("id -un; exit\n")?;
-        if let Ok((l, _)) = console.expect_guest_after(after, &format!("^{user}$"), left()) {
-            stdout = l;
+        if let Ok((l, _)) =
+            console.expect_guest_after(after, &format!("(^|[$#] ){user}\\s*$"), left())
+        {
+            stdout = l.trim_start_matches(['$', '#', ' ']).trim_end().to_string();
         }
     }
     Ok(LoginFacts {
