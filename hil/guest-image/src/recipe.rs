@@ -90,11 +90,12 @@ pub struct Modules {
     pub initramfs: Vec<String>,
     /// Loaded by the root filesystem's boot script.
     pub root: Vec<String>,
-    /// Put in the root as a Debian module tree (`/lib/modules/<release>/kernel/…` with
-    /// `modules.order` and `modules.builtin*`), with their dependencies, for Debian tools that
-    /// expect one (initramfs-tools in the Raspberry Pi OS mode); `depmod` runs in the guest.
+    /// Also put the initramfs modules in the root as a Debian module tree
+    /// (`/lib/modules/<release>/kernel/…` with `modules.order`, `modules.builtin*` and
+    /// `/boot/config-<release>`), for Debian tools that expect one (initramfs-tools in the
+    /// Raspberry Pi OS mode builds its initrd from it); `depmod` runs in the guest.
     #[serde(default)]
-    pub tree: Vec<String>,
+    pub debian_tree: bool,
 }
 
 /// The initramfs's /init.

@@ -139,7 +139,7 @@ pub(crate) fn build_root(
         )
         .add("boot", &boot.key)
         .add("modules", recipe.modules.root.join(","))
-        .add("module-tree", recipe.modules.tree.join(","))
+        .add("module-tree", recipe.modules.debian_tree.to_string())
         .add("free", recipe.card.root_free_mib.to_string())
         .add("layout", ROOT_LAYOUT)
         .add(
@@ -321,7 +321,10 @@ fn add_root_modules(
         list.push_str(&format!("{name}.ko\n"));
     }
     fs::write(dir.join("load.list"), list).map_err(ImageError::io("writing", &dir))?;
-    add_module_tree(&kdir, root, &index, &recipe.modules.tree)
+    if recipe.modules.debian_tree {
+        add_module_tree(&kdir, root, &index, &recipe.modules.initramfs)?;
+    }
+    Ok(())
 }
 
 /// The Debian module tree for `wanted` (and their dependencies): each module at its path in the
@@ -334,9 +337,6 @@ fn add_module_tree(
     index: &ModuleIndex,
     wanted: &[String],
 ) -> Result<(), ImageError> {
-    if wanted.is_empty() {
-        return Ok(());
-    }
     let rel_base = Path::new("lib/modules").join(index.release());
     let from = kdir.join(&rel_base);
     let to = root.join(&rel_base);
